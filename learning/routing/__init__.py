@@ -1,0 +1,1 @@
+"""Router policies, their registry and the rules that rank models per query class."""

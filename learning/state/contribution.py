@@ -1,0 +1,117 @@
+"""What one trace contributes to the aggregates, computed once and remembered per trace_id."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from learning.classifier import classify_query
+from learning.models import Trace
+from learning.reward import HeuristicRewardFunction
+
+DEFAULT_MIN_QUALITY = 0.7
+
+
+def pair_id_of(query: str, result: str) -> str:
+    """Stable id of an SFT pair: a hash of its exact (input, output) text."""
+    digest = hashlib.sha256()
+    digest.update(query.encode("utf-8"))
+    digest.update(b"\x00")
+    digest.update(result.encode("utf-8"))
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Contribution:
+    """A trace's contribution to every aggregate. Retracting it subtracts exactly what adding it added."""
+
+    trace_id: str
+    query_class: str
+    model: str
+    agent: str
+    started_at: float
+    feedback: float | None
+    outcome: str | None
+    reward: float
+    tools: tuple[str, ...]
+    tool_calls: int
+    qualifies: bool
+    pair_id: str
+
+    @property
+    def success(self) -> bool:
+        return self.outcome == "success"
+
+    def to_json(self) -> list[Any]:
+        return [
+            self.trace_id,
+            self.query_class,
+            self.model,
+            self.agent,
+            self.started_at,
+            self.feedback,
+            self.outcome,
+            self.reward,
+            list(self.tools),
+            self.tool_calls,
+            self.qualifies,
+            self.pair_id,
+        ]
+
+    @classmethod
+    def from_json(cls, data: list[Any]) -> Contribution:
+        return cls(
+            trace_id=data[0],
+            query_class=data[1],
+            model=data[2],
+            agent=data[3],
+            started_at=float(data[4]),
+            feedback=None if data[5] is None else float(data[5]),
+            outcome=data[6],
+            reward=float(data[7]),
+            tools=tuple(data[8]),
+            tool_calls=int(data[9]),
+            qualifies=bool(data[10]),
+            pair_id=data[11],
+        )
+
+
+DEFAULT_REWARD = HeuristicRewardFunction()
+
+
+def contribution_of(
+    trace: Trace,
+    *,
+    feedback: float | None = None,
+    outcome: str | None = None,
+    min_quality: float = DEFAULT_MIN_QUALITY,
+    reward_fn: HeuristicRewardFunction = DEFAULT_REWARD,
+) -> Contribution:
+    """The contribution of ``trace``; ``feedback``/``outcome`` override the trace's own (late feedback).
+
+    A trace qualifies for SFT mining as in the reference: feedback present, ``>= min_quality``
+    (inclusive), and outcome exactly "success".
+    """
+    fb = feedback if feedback is not None else trace.feedback
+    oc = outcome if outcome is not None else trace.outcome
+    reward = reward_fn.score(
+        latency_seconds=trace.total_latency_seconds,
+        cost_usd=trace.cost_usd,
+        prompt_tokens=trace.prompt_tokens,
+        completion_tokens=trace.completion_tokens,
+    )
+    return Contribution(
+        trace_id=trace.trace_id,
+        query_class=classify_query(trace.query),
+        model=trace.model,
+        agent=trace.agent,
+        started_at=trace.started_at,
+        feedback=fb,
+        outcome=oc,
+        reward=reward,
+        tools=tuple(trace.tool_names()),
+        tool_calls=trace.tool_call_count(),
+        qualifies=fb is not None and fb >= min_quality and oc == "success",
+        pair_id=pair_id_of(trace.query, trace.result),
+    )
