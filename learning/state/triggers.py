@@ -52,22 +52,20 @@ class TriggerCounter:
         return scopes
 
     def observe(self, changes: list[SftChange]) -> list[DueCycle]:
-        touched: list[str] = []
+        """Apply pair changes one by one; a crossing is checked after each, so the cycles found do not
+        depend on how the changes were batched (a replay with other batch boundaries finds the same)."""
+        due: list[DueCycle] = []
         for change in changes:
             before, after = self._scopes_of(change.before), self._scopes_of(change.after)
             for scope in sorted(before - after):
                 self.scopes.setdefault(scope, ScopeCount()).pairs -= 1
             for scope in sorted(after - before):
-                self.scopes.setdefault(scope, ScopeCount()).pairs += 1
-                if scope not in touched:
-                    touched.append(scope)
-        due: list[DueCycle] = []
-        for scope in touched:
-            count = self.scopes[scope]
-            if count.pairs - count.at_last_cycle >= self.threshold:
-                count.cycles += 1
-                count.at_last_cycle = count.pairs
-                due.append(DueCycle(scope, count.cycles, count.pairs))
+                count = self.scopes.setdefault(scope, ScopeCount())
+                count.pairs += 1
+                if count.pairs - count.at_last_cycle >= self.threshold:
+                    count.cycles += 1
+                    count.at_last_cycle = count.pairs
+                    due.append(DueCycle(scope, count.cycles, count.pairs))
         return due
 
     def to_json(self) -> dict[str, Any]:

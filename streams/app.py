@@ -1,0 +1,141 @@
+"""The Faust worker: stage 1 and stage 2 agents, the rate-limit timer and the /metrics page."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+from faust.types import EventT, TransportT
+from faust.web import Request, Response, View
+
+from streams.faust_transport import TunedTransport
+from streams.kafka import ssl_context
+from streams.metrics import CONTENT_TYPE, WorkerMetrics
+from streams.records import InRecord, OutRecord
+from streams.settings import Settings
+from streams.stage1 import Stage1
+from streams.stage2 import Stage2
+
+log = logging.getLogger(__name__)
+
+
+class TracelearnApp(faust.App):
+    """A Faust app whose worker consumer uses :class:`TunedTransport`."""
+
+    fetch_max_wait_ms: int = 1500
+
+    def _new_transport(self) -> TransportT:
+        return TunedTransport(self.conf.broker_consumer, self)
+
+
+def _credentials(settings: Settings) -> Any:
+    context = ssl_context(settings)
+    if settings.sasl_mechanism:
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def to_record(event: EventT) -> InRecord:
+    message = event.message
+    headers = message.headers
+    pairs = tuple(headers.items()) if isinstance(headers, dict) else tuple(headers or ())
+    return InRecord(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=pairs,
+        timestamp=message.timestamp,
+    )
+
+
+class Pipeline:
+    """One worker process: both stages on one Faust app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = WorkerMetrics()
+        app = TracelearnApp(
+            settings.app_id,
+            broker=[f"kafka://{server}" for server in settings.servers()],
+            broker_credentials=_credentials(settings),
+            store="memory://",
+            key_serializer="raw",
+            value_serializer="raw",
+            topic_allow_declare=False,
+            topic_disable_leader=True,
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=settings.session_timeout,
+            broker_rebalance_timeout=settings.rebalance_timeout,
+            broker_heartbeat_interval=settings.heartbeat_interval,
+            broker_max_poll_records=settings.batch_max,
+            stream_buffer_maxsize=max(4096, settings.batch_max * 2),
+            consumer_max_fetch_size=4 * 1024 * 1024,
+            producer_max_request_size=max(1_048_576, settings.max_message_bytes * 2),
+            web_enabled=settings.web_port > 0,
+            web_port=settings.web_port or 6066,
+            web_bind=settings.web_host,
+            web_host=settings.web_host,
+        )
+        app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+        self.app = app
+        self.stage1 = Stage1(settings, self.send, self.metrics)
+        self.stage2 = Stage2(settings, self.send, self.metrics)
+        self._register()
+
+    async def send(self, records: list[OutRecord]) -> None:
+        """Produce records and wait until the broker acknowledged every one."""
+        producer = self.app.producer
+        futures = [await producer.send(r.topic, r.key, r.value, None, None, list(r.headers)) for r in records]
+        await asyncio.gather(*futures)
+
+    def _register(self) -> None:
+        app, settings = self.app, self.settings
+        inputs = app.topic(settings.traces_topic, settings.feedback_topic, key_type=bytes, value_type=bytes)
+        deltas = app.topic(settings.deltas_topic, key_type=bytes, value_type=bytes)
+        stage1, stage2, metrics = self.stage1, self.stage2, self.metrics
+
+        @app.agent(inputs, name="tracelearn.stage1")
+        async def stage1_agent(stream: faust.StreamT[bytes]) -> None:
+            async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
+                await stage1.process([to_record(e) for e in events])
+                self._observe_lag(events)
+
+        @app.agent(deltas, name="tracelearn.stage2")
+        async def stage2_agent(stream: faust.StreamT[bytes]) -> None:
+            async for events in stream.take_events(settings.batch_max, within=settings.stage2_batch_within):
+                await stage2.process([to_record(e) for e in events])
+
+        @app.timer(interval=max(0.01, settings.routing_publish_interval / 2 or 0.05))
+        async def publish_held_back() -> None:
+            await stage2.tick()
+
+        @app.page("/metrics")
+        class MetricsView(View):
+            async def get(self, request: Request) -> Response:
+                return self.bytes(metrics.render(), content_type=CONTENT_TYPE)
+
+        @app.on_partitions_revoked.connect
+        async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+            await stage1.forget()
+            await stage2.forget()
+
+    def _observe_lag(self, events: list[EventT]) -> None:
+        consumer = self.app.consumer
+        last: dict[Any, int] = {}
+        for event in events:
+            last[event.message.tp] = event.message.offset
+        for tp, offset in last.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offset - 1))

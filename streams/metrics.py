@@ -1,0 +1,73 @@
+"""Prometheus metrics (prefix ``tracelearn_``, base units, no unbounded labels)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+CONTENT_TYPE = "text/plain; version=0.0.4"
+_BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class WorkerMetrics:
+    """One registry per worker, so that several apps in one process (tests) do not collide."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.traces = Counter("tracelearn_traces_consumed", "Valid traces processed", registry=r)
+        self.feedback = Counter("tracelearn_feedback_consumed", "Valid feedback events processed", registry=r)
+        self.duplicates = Counter(
+            "tracelearn_redelivered_skipped", "Records skipped because their effect was already applied", registry=r
+        )
+        self.invalid = Counter(
+            "tracelearn_invalid_records", "Records sent to the dead-letter topic", ["reason"], registry=r
+        )
+        self.batch_seconds = Histogram(
+            "tracelearn_batch_processing_seconds",
+            "Time to process one micro-batch",
+            ["stage"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "tracelearn_batch_records",
+            "Records per micro-batch",
+            ["stage"],
+            buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000),
+            registry=r,
+        )
+        self.routing_updates = Counter(
+            "tracelearn_routing_updates_published", "RoutingTableUpdate messages published", ["query_class"], registry=r
+        )
+        self.best_model = Gauge(
+            "tracelearn_routing_best_model_info",
+            "1 for the current best model of each class (model names come from configuration)",
+            ["query_class", "model"],
+            registry=r,
+        )
+        self.class_samples = Gauge(
+            "tracelearn_class_samples", "Traces counted per query class", ["query_class"], registry=r
+        )
+        self.sft_pairs = Gauge("tracelearn_sft_pairs", "Unique qualifying SFT pairs", registry=r)
+        self.sft_pending = Gauge(
+            "tracelearn_sft_pairs_pending", "Qualifying pairs since the last learning cycle", ["scope"], registry=r
+        )
+        self.triggers = Counter("tracelearn_learning_triggers_emitted", "Learning-cycle triggers", registry=r)
+        self.agent_configs = Counter(
+            "tracelearn_agent_config_updates_published", "AgentConfigUpdate messages published", registry=r
+        )
+        self.lag = Gauge(
+            "tracelearn_consumer_lag_records", "High watermark minus next offset", ["topic", "partition"], registry=r
+        )
+        self.expired = Counter(
+            "tracelearn_ledger_expired", "Per-trace entries dropped after the feedback window", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def set_best(self, query_class: str, model: str | None, previous: str | None) -> None:
+        if previous is not None and previous != model:
+            self.best_model.remove(query_class, previous)
+        if model is not None:
+            self.best_model.labels(query_class, model).set(1)

@@ -1,0 +1,118 @@
+"""Settings of every tracelearn service (env prefix ``TRACELEARN_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from learning.routing.ranking import check_rule
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRACELEARN_", extra="ignore")
+
+    # -- Kafka connection ------------------------------------------------------------------------
+    bootstrap_servers: str | None = Field(
+        default=None, description="comma-separated host:port list; unset = start the embedded broker"
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_key_password: SecretStr | None = None
+    embedded_broker_port: int = Field(default=9092, ge=0, le=65535, description="0 = any free port")
+
+    # -- topics ----------------------------------------------------------------------------------
+    topic_prefix: str = "tracelearn"
+    trace_partitions: int = Field(default=4, ge=1)
+    deltas_partitions: int = Field(default=1, ge=1, le=1, description="stage 2 is one global combiner")
+    replication_factor: int = Field(default=1, ge=1)
+
+    # -- worker ----------------------------------------------------------------------------------
+    app_id: str = "tracelearn-worker"
+    state_dir: Path = Path(".tracelearn/state")
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    web_host: str = "127.0.0.1"
+    batch_max: int = Field(default=5000, ge=1)
+    batch_within: float = Field(default=0.05, gt=0)
+    stage2_batch_within: float = Field(default=0.02, gt=0)
+    fetch_max_wait_ms: int = Field(default=20, ge=1, le=1500)
+    max_message_bytes: int = Field(default=512_000, ge=10_000)
+    session_timeout: float = Field(default=6.0, gt=0)
+    rebalance_timeout: float = Field(default=6.0, gt=0)
+    heartbeat_interval: float = Field(default=1.0, gt=0)
+
+    # -- learning --------------------------------------------------------------------------------
+    min_quality: float = Field(default=0.7, ge=0.0, le=1.0)
+    min_samples: int = Field(default=5, ge=1)
+    ranking_rule: str = "lcb"
+    half_life_seconds: float | None = Field(default=None, gt=0)
+    feedback_window_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
+    routing_publish_interval: float = Field(default=0.1, ge=0.0)
+    sft_trigger_threshold: int = Field(default=50, ge=1)
+    trigger_per_agent: bool = False
+    reward_max_latency: float = Field(default=30.0, gt=0)
+    reward_max_cost: float = Field(default=0.01, gt=0)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        check_rule(self.ranking_rule, self.half_life_seconds)
+        if self.sasl_mechanism and not self.security_protocol.startswith("SASL"):
+            raise ValueError("sasl_mechanism needs security_protocol SASL_PLAINTEXT or SASL_SSL")
+        return self
+
+    # -- derived ---------------------------------------------------------------------------------
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}.{name}"
+
+    @property
+    def traces_topic(self) -> str:
+        return self.topic("traces")
+
+    @property
+    def feedback_topic(self) -> str:
+        return self.topic("feedback")
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.topic("traces.dlq")
+
+    @property
+    def deltas_topic(self) -> str:
+        return self.topic("deltas")
+
+    @property
+    def routing_topic(self) -> str:
+        return self.topic("routing")
+
+    @property
+    def sft_topic(self) -> str:
+        return self.topic("sft-pairs")
+
+    @property
+    def triggers_topic(self) -> str:
+        return self.topic("learning-triggers")
+
+    @property
+    def results_topic(self) -> str:
+        return self.topic("learning-results")
+
+    @property
+    def agent_configs_topic(self) -> str:
+        return self.topic("agent-configs")
+
+    def servers(self) -> list[str]:
+        if not self.bootstrap_servers:
+            raise ValueError("no bootstrap servers configured")
+        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
