@@ -277,27 +277,18 @@ class Stage2:
                 cls,
                 rule=settings.ranking_rule,
                 min_samples=settings.min_samples,
-                version=0,
+                version=self.versions.get(name, 0) + 1,
                 half_life=settings.half_life_seconds,
-                now=0.0,
+                now=now,
             )
-            fingerprint = update.model_dump_json(exclude={"updated_at", "version"})
+            # the decayed count moves with the clock alone; it is not a material change
+            fingerprint = update.model_dump_json(
+                exclude={"updated_at": True, "version": True, "models": {"__all__": {"decayed_count"}}}
+            )
             self.metrics.class_samples.labels(name).set(cls.count)
             if fingerprint != self.fingerprints.get(name):
                 self.fingerprints[name] = fingerprint
-                self.versions[name] = self.versions.get(name, 0) + 1
-                if settings.half_life_seconds:
-                    update = routing_update(
-                        name,
-                        cls,
-                        rule=settings.ranking_rule,
-                        min_samples=settings.min_samples,
-                        version=self.versions[name],
-                        half_life=settings.half_life_seconds,
-                        now=now,
-                    )
-                else:
-                    update = update.model_copy(update={"version": self.versions[name], "updated_at": now})
+                self.versions[name] = update.version
                 out.append(OutRecord(settings.routing_topic, name.encode(), update.model_dump_json().encode()))
                 self.metrics.routing_updates.labels(name).inc()
                 self.metrics.set_best(name, update.best_model, self.best.get(name))

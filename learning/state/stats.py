@@ -124,7 +124,9 @@ class DecayedMoments:
         """Effective (decayed) number of samples as seen at time ``now``."""
         if self.w <= 1e-9:
             return 0.0
-        return float(self.w * 2.0 ** ((self.anchor - now) / half_life))
+        # an anchor far in the future of ``now`` (a clock far behind event time) must not overflow
+        exponent = min((self.anchor - now) / half_life, _REBASE_HALF_LIVES)
+        return float(self.w * 2.0**exponent)
 
     def to_json(self) -> list[float]:
         return [self.anchor, self.w, self.wx, self.wx2]

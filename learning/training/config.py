@@ -30,7 +30,8 @@ class LoRATrainingConfig:
     # tracelearn additions
     seed: int = 0
     eval_fraction: float = 0.1
-    packing: bool = True
+    # Length bucketing: examples of similar length share a batch of at most this many (padded) tokens,
+    # so padding stays small and examples never attend to each other.
     tokens_per_batch: int = 8192
 
     def __post_init__(self) -> None:

