@@ -55,7 +55,9 @@ async def produce(bootstrap: str, topic: str, n: int, *, prefix: str = "b", seed
     try:
         pending = []
         for i in range(n):
-            pending.append(await producer.send(topic, trace_payload(i, rng, prefix=prefix), key=f"{prefix}{i}".encode()))
+            pending.append(
+                await producer.send(topic, trace_payload(i, rng, prefix=prefix), key=f"{prefix}{i}".encode())
+            )
             if len(pending) >= 20_000:
                 for f in pending:
                     await f

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -24,11 +24,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, metric, produce, rss_mib, trace_payload  # noqa: E402
-from streams.broker import EmbeddedBroker, free_port  # noqa: E402
-from streams.sdk import RoutingTableView  # noqa: E402
-from streams.settings import Settings  # noqa: E402
-from streams.worker import prepare_topics  # noqa: E402
+from bench.common import machine, metric, produce, rss_mib, trace_payload
+from streams.broker import EmbeddedBroker, free_port
+from streams.sdk import RoutingTableView
+from streams.settings import Settings
+from streams.worker import prepare_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,8 +44,12 @@ async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
 
 async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"raw-{topic}", auto_offset_reset="earliest",
-        max_poll_records=10_000, fetch_max_bytes=16 * 1024 * 1024,
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"raw-{topic}",
+        auto_offset_reset="earliest",
+        max_poll_records=10_000,
+        fetch_max_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
     seen, first = 0, 0.0
@@ -64,7 +68,10 @@ async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
 def naive_faust(bootstrap: str, topic: str, n: int) -> float:
     out = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "naive_agent.py"), bootstrap, topic, str(n)],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     # Faust redirects the worker's stdout into its log, so look in both streams
@@ -80,8 +87,11 @@ def start_worker(settings: Settings, state_dir: Path, log: Path) -> subprocess.P
         env[f"TRACELEARN_{name.upper()}"] = str(value)
     env["TRACELEARN_STATE_DIR"] = str(state_dir)
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker"], cwd=ROOT, env=env,
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        [sys.executable, "-m", "streams.cli", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -125,8 +135,9 @@ async def latency(settings: Settings, rate: float, seconds: float) -> list[float
         if delay > 0:
             await asyncio.sleep(delay)
         sent_at.append(time.perf_counter())
-        await producer.send(settings.traces_topic, trace_payload(i, rng, query="hi there", prefix="lat"),
-                            key=f"lat{i}".encode())
+        await producer.send(
+            settings.traces_topic, trace_payload(i, rng, query="hi there", prefix="lat"), key=f"lat{i}".encode()
+        )
     await producer.flush()
     await asyncio.sleep(3)
     await producer.stop()
@@ -168,29 +179,51 @@ def main() -> None:
     rows = Rows()
     with EmbeddedBroker(free_port()) as broker, tempfile.TemporaryDirectory() as tmp:
         bs = broker.bootstrap
-        settings = Settings(bootstrap_servers=bs, topic_prefix="bench", web_port=free_port(), state_dir=Path(tmp) / "state")
+        settings = Settings(
+            bootstrap_servers=bs, topic_prefix="bench", web_port=free_port(), state_dir=Path(tmp) / "state"
+        )
         prepare_topics(settings)
         url = f"http://127.0.0.1:{settings.web_port}/metrics"
 
         print(f"producing {args.traces} traces ...", flush=True)
         produce_rate = asyncio.run(produce(bs, settings.traces_topic, args.traces))
         rows.append(("raw aiokafka produce (pre-load)", f"{produce_rate:,.0f} traces/s"))
-        rows.append(("raw aiokafka consume (getmany)", f"{asyncio.run(raw_consume(bs, settings.traces_topic, args.traces)):,.0f} traces/s"))
+        rows.append(
+            (
+                "raw aiokafka consume (getmany)",
+                f"{asyncio.run(raw_consume(bs, settings.traces_topic, args.traces)):,.0f} traces/s",
+            )
+        )
 
         asyncio.run(create_topic(bs, "bench.naive", 4))
         asyncio.run(produce(bs, "bench.naive", args.naive_traces, prefix="n"))
         print("naive Faust agent ...", flush=True)
-        rows.append(("naive Faust agent, one event at a time", f"{naive_faust(bs, 'bench.naive', args.naive_traces):,.0f} traces/s"))
+        rows.append(
+            (
+                "naive Faust agent, one event at a time",
+                f"{naive_faust(bs, 'bench.naive', args.naive_traces):,.0f} traces/s",
+            )
+        )
 
         print("full pipeline ...", flush=True)
         worker = start_worker(settings, Path(tmp) / "state", Path(tmp) / "worker.log")
         try:
             rate, seconds = drain(url, args.traces)
-            rows.append(("tracelearn worker, full pipeline (1 process)", f"{rate:,.0f} traces/s ({args.traces:,} in {seconds:.1f} s)"))
+            rows.append(
+                (
+                    "tracelearn worker, full pipeline (1 process)",
+                    f"{rate:,.0f} traces/s ({args.traces:,} in {seconds:.1f} s)",
+                )
+            )
             print("latency ...", flush=True)
             lat = asyncio.run(latency(settings, args.rate, args.latency_seconds))
-            rows.append((f"produce -> routing update at {args.rate:.0f} traces/s",
-                         f"p50 {1000 * pct(lat, 0.5):.0f} ms, p99 {1000 * pct(lat, 0.99):.0f} ms, max {1000 * max(lat):.0f} ms (n={len(lat)})"))
+            rows.append(
+                (
+                    f"produce -> routing update at {args.rate:.0f} traces/s",
+                    f"p50 {1000 * pct(lat, 0.5):.0f} ms, p99 {1000 * pct(lat, 0.99):.0f} ms, "
+                    f"max {1000 * max(lat):.0f} ms (n={len(lat)})",
+                )
+            )
             print("memory ...", flush=True)
             done = args.traces + len(lat)
             rss = [(done, rss_mib(worker.pid))]

@@ -21,37 +21,55 @@ QUERY_CLASSES: tuple[str, ...] = ("code", "math", "short", "long", "general")
 SHORT_BELOW = 50
 LONG_ABOVE = 500
 
-_CODE = re.compile(
-    r"```"  # fenced block
-    r"|`[^`\n]+`"  # inline code span
-    r"|\bdef\s+[A-Za-z_]\w*\s*\("  # python function definition
-    r"|\bclass\s+[A-Za-z_]\w*\s*(?:\(|:|\{|extends\b|implements\b)"  # class definition
-    r"|^\s*(?:from\s+[\w.]+\s+)?import\s+[\w.]+(?:\s+as\s+\w+)?\s*;?\s*$"  # import statement on its own line
-    r"|\bfunction\s*[A-Za-z_$]?[\w$]*\s*\([^)]*\)\s*\{"  # js function
-    r"|\b(?:const|let|var)\s+[A-Za-z_$][\w$]*\s*="  # js declaration with assignment
-    r"|#include\s*[<\"]"
-    r"|\bSystem\.out\."
-    r"|\bconsole\.log\s*\("
-    r"|\bfor\s+\w+\s+in\s+[\w.]+\s*(?:\(|:)"  # python for loop header
-    r"|\bif\s*\(.*\)\s*\{"  # c-like if block
-    r"|\w+\s*\([^()]*\)\s*=>",  # arrow function
-    re.IGNORECASE | re.MULTILINE,
+# Each code pattern is paired with a cheap substring guard on the lower-cased query: the regexes then run
+# only on the few queries that could match (the classifier is on the stream's hot path).
+_CODE_RULES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
+    (guards, re.compile(pattern, re.IGNORECASE | re.MULTILINE))
+    for guards, pattern in (
+        (("`",), r"```|`[^`\n]+`"),  # fenced block or inline code span
+        (("def",), r"\bdef\s+[A-Za-z_]\w*\s*\("),  # python function definition
+        (("class",), r"\bclass\s+[A-Za-z_]\w*\s*(?:\(|:|\{|extends\b|implements\b)"),  # class definition
+        (("import",), r"^\s*(?:from\s+[\w.]+\s+)?import\s+[\w.]+(?:\s+as\s+\w+)?\s*;?\s*$"),  # import line
+        (("function",), r"\bfunction\s*[A-Za-z_$]?[\w$]*\s*\([^)]*\)\s*\{"),  # js function
+        (("const", "let", "var"), r"\b(?:const|let|var)\s+[A-Za-z_$][\w$]*\s*="),  # js declaration
+        (("#include",), r"#include\s*[<\"]"),
+        (("system.out.",), r"\bSystem\.out\."),
+        (("console.log",), r"\bconsole\.log\s*\("),
+        (("for",), r"\bfor\s+\w+\s+in\s+[\w.]+\s*(?:\(|:)"),  # python for loop header
+        (("if",), r"\bif\s*\([^\n]*\)\s*\{"),  # c-like if block
+        (("=>",), r"\w+\s*\([^()]*\)\s*=>"),  # arrow function
+    )
 )
 
+_MATH_GUARDS = ("solve", "integral", "equation", "calculate", "compute", "derivative")
 _MATH_WORDS = re.compile(r"\b(?:solve|integral|equation|calculate|compute|derivative)\b", re.IGNORECASE)
 _ARITHMETIC = re.compile(r"\d\s*[-+*/^×÷]\s*\(?\s*\d")
+_DIGIT = re.compile(r"\d")
 
 _REASONING = re.compile(r"\b(?:explain|analy[sz]e|compare|why|reason|think)\b|\bstep[\s-]by[\s-]step\b", re.IGNORECASE)
 
 
+def _has_code(query: str, lowered: str) -> bool:
+    for guards, pattern in _CODE_RULES:
+        if any(g in lowered for g in guards) and pattern.search(query) is not None:
+            return True
+    return False
+
+
+def _has_math(query: str, lowered: str) -> bool:
+    if any(g in lowered for g in _MATH_GUARDS) and _MATH_WORDS.search(query) is not None:
+        return True
+    return _DIGIT.search(query) is not None and _ARITHMETIC.search(query) is not None
+
+
 def has_code(query: str) -> bool:
     """True if the query contains code syntax (not merely a programming word)."""
-    return _CODE.search(query) is not None
+    return _has_code(query, query.lower())
 
 
 def has_math(query: str) -> bool:
     """True if the query asks to solve or calculate something, or contains arithmetic."""
-    return _MATH_WORDS.search(query) is not None or _ARITHMETIC.search(query) is not None
+    return _has_math(query, query.lower())
 
 
 def has_reasoning(query: str) -> bool:
@@ -61,9 +79,10 @@ def has_reasoning(query: str) -> bool:
 
 def classify_query(query: str) -> str:
     """Classify a query into one of :data:`QUERY_CLASSES`; the first matching rule wins."""
-    if has_code(query):
+    lowered = query.lower()
+    if _has_code(query, lowered):
         return "code"
-    if has_math(query):
+    if _has_math(query, lowered):
         return "math"
     if len(query) < SHORT_BELOW:
         return "short"

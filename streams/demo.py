@@ -176,9 +176,13 @@ def run_demo(settings: Settings, *, duration: float, rate: float, drift_at: floa
                 line
                 for line in lines
                 if line.startswith(
-                    ("tracelearn_traces_consumed_total", "tracelearn_invalid_records_total",
-                     "tracelearn_sft_pairs ", "tracelearn_learning_triggers_emitted_total",
-                     "tracelearn_routing_best_model_info")
+                    (
+                        "tracelearn_traces_consumed_total",
+                        "tracelearn_invalid_records_total",
+                        "tracelearn_sft_pairs ",
+                        "tracelearn_learning_triggers_emitted_total",
+                        "tracelearn_routing_best_model_info",
+                    )
                 )
             ]
             print(f"\nfrom {metrics_url}:\n  " + "\n  ".join(shown))

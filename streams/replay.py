@@ -66,9 +66,7 @@ async def replay(settings: Settings, path: str | Path, *, page_size: int = 1000)
         pending = []
         async for row in store.iter_trace_dicts(page_size=page_size):
             pending.append(
-                await producer.send(
-                    settings.traces_topic, json.dumps(row).encode(), key=str(row["trace_id"]).encode()
-                )
+                await producer.send(settings.traces_topic, json.dumps(row).encode(), key=str(row["trace_id"]).encode())
             )
             sent += 1
             progress.advance()

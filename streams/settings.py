@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     reward_max_latency: float = Field(default=30.0, gt=0)
     reward_max_cost: float = Field(default=0.01, gt=0)
 
+    # -- trainer ---------------------------------------------------------------------------------
+    trainer_dir: Path = Path(".tracelearn/trainer")
+    trainer_model: str | None = Field(default=None, description="base model: hub id, folder or .gguf file")
+    trainer_device: str | None = None
+    trainer_min_improvement: float = 0.02
+    trainer_eval_command: str | None = Field(default=None, description="command printing {'score': x}; {adapter}")
+    trainer_config: str = Field(default="{}", description="JSON of LoRATrainingConfig fields")
+    trainer_pair_wait_seconds: float = Field(default=30.0, ge=0)
+    trainer_web_port: int = Field(default=6068, ge=0, le=65535)
+
     @field_validator("bootstrap_servers")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:

@@ -201,7 +201,8 @@ class Stage1:
         messages: list[dict[str, Any]] = [{"src": source, "state": delta.to_json(), "sft": []}]
         size = len(json.dumps(messages[0]["state"]))
         for op in ops:
-            op_size = len(json.dumps(op)) + 2
+            # an estimate (text lengths plus the fixed fields) is enough to stay under the limit
+            op_size = 160 + (len(op[8]) + len(op[9]) if op[0] == "+" else 0) * 2
             if size + op_size > limit and (messages[-1]["sft"] or messages[-1]["state"]):
                 messages.append({"src": source, "state": None, "sft": []})
                 size = 0

@@ -19,7 +19,7 @@ from typing import Any
 from learning.evolver import recommend
 from learning.models import AgentConfigUpdate, LearningTrigger, SftPair
 from learning.routing.table import routing_update
-from learning.state.sft import SftChange, SftIndex, SftMember, SftPairState
+from learning.state.sft import SftChange, SftMember
 from learning.state.tables import LearningState
 from learning.state.triggers import TriggerCounter
 from streams.metrics import WorkerMetrics
@@ -148,18 +148,16 @@ class Stage2:
                 ops.extend(message.get("sft") or [])
                 applied += 1
             out: list[OutRecord] = []
-            sft_rows: dict[str, tuple[str, str, str] | None] = {}
-            member_rows: dict[str, list[tuple[Any, ...]]] = {}
+            dropped: list[str] = []
             if ops:
-                out += await self._apply_sft(db, ops, sft_rows, member_rows)
+                out += await self._apply_sft(db, ops, dropped)
             self.dirty |= touched_classes
             out += self._publishable(time.time())
             await db.commit(
                 offsets=offsets,
                 outbox=db.stage(out),
                 meta={"stage2": self._snapshot()},
-                sft_pairs=sft_rows,
-                sft_members=member_rows,
+                drop_pairs=dropped,
             )
             self.offsets = offsets
             await self._flush()
@@ -180,65 +178,48 @@ class Stage2:
                 await self._flush()
 
     # -- SFT pairs and triggers -------------------------------------------------------------------
-    async def _apply_sft(
-        self,
-        db: PartitionDB,
-        ops: list[list[Any]],
-        sft_rows: dict[str, tuple[str, str, str] | None],
-        member_rows: dict[str, list[tuple[Any, ...]]],
-    ) -> list[OutRecord]:
+    async def _apply_sft(self, db: PartitionDB, ops: list[list[Any]], dropped: list[str]) -> list[OutRecord]:
+        """Apply membership ops in SQLite and publish each pair whose representative changed.
+
+        Only the touched pairs' newest members are read (indexed), before and after, so the cost is per
+        op, not per stored member. Trigger counting sees one change per touched pair, in op order; a pair
+        that appears and disappears within one micro-batch never counts.
+        """
         pair_ids = list(dict.fromkeys(op[1] for op in ops))
-        pairs, members = await db.sft_members(pair_ids)
-        index = SftIndex()
-        for pid, (inp, outp, cls) in pairs.items():
-            index.pairs[pid] = SftPairState(inp, outp, cls)
-        for pid, tid, started, model, agent, fb in members:
-            if pid in index.pairs:
-                index.pairs[pid].members[tid] = SftMember(tid, started, model, agent, fb)
-        initial = {pid: (index.pairs[pid].representative() if pid in index.pairs else None) for pid in pair_ids}
-        changes: list[SftChange] = []
-        for op in ops:
-            if op[0] == "-":
-                changes.append(index.remove_member(op[1], op[2]))
-            else:
-                _, pid, tid, started, model, agent, fb, cls, inp, outp = op
-                member = SftMember(tid, float(started), model, agent, float(fb))
-                changes.append(index.add_member(pid, member, input=inp, output=outp, query_class=cls))
+        before = await db.sft_representatives(pair_ids)
+        await db.stage_sft_ops(ops)
+        after = await db.sft_representatives(pair_ids)
+        last_op = {op[1]: i for i, op in enumerate(ops)}
         out: list[OutRecord] = []
+        changes: list[SftChange] = []
         now = time.time()
-        for pid in pair_ids:
-            pair = index.pairs.get(pid)
-            rep = pair.representative() if pair else None
-            if pair is None or rep is None:
-                sft_rows[pid] = None
-                member_rows[pid] = []
-            else:
-                sft_rows[pid] = (pair.input, pair.output, pair.query_class)
-                member_rows[pid] = [
-                    (m.trace_id, m.started_at, m.model, m.agent, m.feedback) for m in pair.members.values()
-                ]
-            before = initial[pid]
-            if before is None and rep is not None:
-                self.sft_count += 1
-            elif before is not None and rep is None:
-                self.sft_count -= 1
-            if rep == before:
+        for pid in sorted(pair_ids, key=last_op.__getitem__):
+            old = SftMember(*before[pid]) if pid in before else None
+            rep = SftMember(*after[pid]) if pid in after else None
+            if rep == old:
                 continue
-            if rep is None or pair is None:
+            changes.append(SftChange(pid, old, rep))
+            if rep is None:
+                dropped.append(pid)
+                self.sft_count -= 1
                 out.append(OutRecord(self.settings.sft_topic, pid.encode(), None))
-            else:
-                value = SftPair(
-                    pair_id=pid,
-                    input=pair.input,
-                    output=pair.output,
-                    query_class=pair.query_class,
-                    model=rep.model,
-                    agent=rep.agent,
-                    feedback=rep.feedback,
-                    trace_id=rep.trace_id,
-                    started_at=rep.started_at,
-                )
-                out.append(OutRecord(self.settings.sft_topic, pid.encode(), value.model_dump_json().encode()))
+                continue
+            if old is None:
+                self.sft_count += 1
+            text = await db.sft_pair_text(pid)
+            assert text is not None
+            value = SftPair(
+                pair_id=pid,
+                input=text[0],
+                output=text[1],
+                query_class=text[2],
+                model=rep.model,
+                agent=rep.agent,
+                feedback=rep.feedback,
+                trace_id=rep.trace_id,
+                started_at=rep.started_at,
+            )
+            out.append(OutRecord(self.settings.sft_topic, pid.encode(), value.model_dump_json().encode()))
         for due in self.triggers.observe(changes):
             trigger = LearningTrigger(
                 cycle_id=due.cycle_id,

@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS sft_pairs (pair_id TEXT PRIMARY KEY, input TEXT NOT N
 CREATE TABLE IF NOT EXISTS sft_members (pair_id TEXT NOT NULL, trace_id TEXT NOT NULL, started_at REAL NOT NULL,
     model TEXT NOT NULL, agent TEXT NOT NULL, feedback REAL NOT NULL, PRIMARY KEY (pair_id, trace_id))
     WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sft_members_newest ON sft_members (pair_id, started_at DESC, trace_id DESC);
 """
 
 
@@ -107,26 +108,46 @@ class PartitionDB:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
-    async def sft_members(
-        self, pair_ids: Iterable[str]
-    ) -> tuple[dict[str, tuple[str, str, str]], list[tuple[Any, ...]]]:
-        ids = list(dict.fromkeys(pair_ids))
-        pairs: dict[str, tuple[str, str, str]] = {}
-        members: list[tuple[Any, ...]] = []
-        for start in range(0, len(ids), 900):
-            chunk = ids[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            async with self.db.execute(
-                f"SELECT pair_id, input, output, query_class FROM sft_pairs WHERE pair_id IN ({marks})", chunk
-            ) as cur:
-                pairs.update({r[0]: (r[1], r[2], r[3]) for r in await cur.fetchall()})
-            async with self.db.execute(
-                "SELECT pair_id, trace_id, started_at, model, agent, feedback FROM sft_members "
-                f"WHERE pair_id IN ({marks})",
-                chunk,
-            ) as cur:
-                members.extend(tuple(r) for r in await cur.fetchall())
-        return pairs, members
+    async def sft_representatives(self, pair_ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
+        """The newest member (trace_id, started_at, model, agent, feedback) of each pair that has one.
+
+        Sees the current transaction's own uncommitted writes (same connection).
+        """
+        reps: dict[str, tuple[Any, ...]] = {}
+        sql = (
+            "SELECT trace_id, started_at, model, agent, feedback FROM sft_members WHERE pair_id = ? "
+            "ORDER BY started_at DESC, trace_id DESC LIMIT 1"
+        )
+        for pid in dict.fromkeys(pair_ids):
+            async with self.db.execute(sql, (pid,)) as cur:
+                row = await cur.fetchone()
+            if row is not None:
+                reps[pid] = tuple(row)
+        return reps
+
+    async def stage_sft_ops(self, ops: list[list[Any]]) -> None:
+        """Apply SFT membership ops inside the open transaction (committed by the next :meth:`commit`)."""
+        for op in ops:
+            if op[0] == "-":
+                await self.db.execute("DELETE FROM sft_members WHERE pair_id = ? AND trace_id = ?", (op[1], op[2]))
+            else:
+                _, pid, tid, started, model, agent, fb, cls, inp, outp = op
+                await self.db.execute(
+                    "INSERT OR REPLACE INTO sft_members (pair_id, trace_id, started_at, model, agent, feedback) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (pid, tid, float(started), model, agent, float(fb)),
+                )
+                await self.db.execute(
+                    "INSERT OR IGNORE INTO sft_pairs (pair_id, input, output, query_class) VALUES (?, ?, ?, ?)",
+                    (pid, inp, outp, cls),
+                )
+
+    async def sft_pair_text(self, pair_id: str) -> tuple[str, str, str] | None:
+        async with self.db.execute(
+            "SELECT input, output, query_class FROM sft_pairs WHERE pair_id = ?", (pair_id,)
+        ) as cur:
+            row = await cur.fetchone()
+        return (row[0], row[1], row[2]) if row else None
 
     async def sft_pair_count(self) -> int:
         async with self.db.execute("SELECT COUNT(*) FROM sft_pairs") as cur:
@@ -161,8 +182,7 @@ class PartitionDB:
         offsets: dict[tuple[str, int], int] | None = None,
         outbox: list[OutRecord] | None = None,
         meta: dict[str, Any] | None = None,
-        sft_pairs: dict[str, tuple[str, str, str] | None] | None = None,
-        sft_members: dict[str, list[tuple[Any, ...]]] | None = None,
+        drop_pairs: Iterable[str] = (),
     ) -> None:
         """One atomic transaction for everything a batch changed."""
         db = self.db
@@ -190,21 +210,7 @@ class PartitionDB:
                 "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
                 [(k, json.dumps(v)) for k, v in meta.items()],
             )
-            for pair_id, row in (sft_pairs or {}).items():
-                if row is None:
-                    await db.execute("DELETE FROM sft_pairs WHERE pair_id = ?", (pair_id,))
-                else:
-                    await db.execute(
-                        "INSERT OR REPLACE INTO sft_pairs (pair_id, input, output, query_class) VALUES (?, ?, ?, ?)",
-                        (pair_id, *row),
-                    )
-            for pair_id, rows in (sft_members or {}).items():
-                await db.execute("DELETE FROM sft_members WHERE pair_id = ?", (pair_id,))
-                await db.executemany(
-                    "INSERT INTO sft_members (pair_id, trace_id, started_at, model, agent, feedback) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [(pair_id, *r) for r in rows],
-                )
+            await db.executemany("DELETE FROM sft_pairs WHERE pair_id = ?", [(pid,) for pid in drop_pairs])
             await db.commit()
         except BaseException:
             await db.rollback()

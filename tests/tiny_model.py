@@ -23,7 +23,8 @@ def build_tiny_model(path: Path, seed: int = 0) -> Path:
     tok.decoder = decoders.ByteLevel()
     corpus = [f"question {i} answer {i * 7} the quick brown fox jumps over the lazy dog" for i in range(300)]
     trainer = trainers.BpeTrainer(
-        vocab_size=512, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        vocab_size=512,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(corpus, trainer)
@@ -34,9 +35,17 @@ def build_tiny_model(path: Path, seed: int = 0) -> Path:
     fast.save_pretrained(path)
     torch.manual_seed(seed)
     config = Qwen3Config(
-        vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, tie_word_embeddings=True, max_position_embeddings=512,
-        eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
+        vocab_size=len(fast),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        tie_word_embeddings=True,
+        max_position_embeddings=512,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
     )
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(path)

@@ -41,7 +41,10 @@ def encode_pair(tokenizer: Any, pair: dict[str, Any], max_seq_length: int) -> Ex
     prompt = prompt_text(tokenizer, str(pair.get("input", "")))
     full = _render(
         tokenizer,
-        [{"role": "user", "content": str(pair.get("input", ""))}, {"role": "assistant", "content": str(pair.get("output", ""))}],
+        [
+            {"role": "user", "content": str(pair.get("input", ""))},
+            {"role": "assistant", "content": str(pair.get("output", ""))},
+        ],
         add_generation_prompt=False,
     )
     if not full.startswith(prompt):  # templates that do not extend the prompt: mask by rendered prompt text
@@ -94,7 +97,9 @@ def bucket_batches(
     return batches
 
 
-def split_eval(pairs: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def split_eval(
+    pairs: list[dict[str, Any]], fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A seeded held-out split (at least one eval pair when fraction > 0 and there are 2+ pairs)."""
     if fraction <= 0 or len(pairs) < 2:
         return list(pairs), []

@@ -79,7 +79,9 @@ def load_model(model_name: str, *, dtype: Any, device: str, use_4bit: bool = Fal
     kwargs: dict[str, Any] = {"dtype": dtype}
     if use_4bit:
         kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True,
+            load_in_4bit=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_use_double_quant=True,
             bnb_4bit_quant_type="nf4",
         )
         kwargs["device_map"] = "auto"
@@ -266,8 +268,13 @@ class LoRATrainer:
                 cumulative += float(loss.detach())
                 if self.progress:
                     self.progress(
-                        {"epoch": epoch + 1, "step": step, "total_steps": total_steps, "loss": float(loss),
-                         "tokens_per_second": real_tokens / max(time.perf_counter() - started, 1e-9)}
+                        {
+                            "epoch": epoch + 1,
+                            "step": step,
+                            "total_steps": total_steps,
+                            "loss": float(loss.detach()),
+                            "tokens_per_second": real_tokens / max(time.perf_counter() - started, 1e-9),
+                        }
                     )
             log.info("epoch %d/%d loss %.4f", epoch + 1, cfg.num_epochs, epoch_loss / max(epoch_tokens, 1))
             if (epoch + 1) % cfg.save_every_n_epochs == 0 and epoch + 1 < cfg.num_epochs:
@@ -296,3 +303,27 @@ class LoRATrainer:
         path.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(str(path))
         self.tokenizer.save_pretrained(str(path))
+
+
+def convert_gguf(gguf_file: str | Path, out_dir: str | Path) -> Path:
+    """Dequantise a ``.gguf`` model into a plain transformers folder (loads in a fraction of the time).
+
+    A GGUF-loaded model refuses ``save_pretrained``; rebuilding it from its config and state dict
+    without the quantization config gives a model that saves and reloads normally.
+    """
+    out = Path(out_dir)
+    if (out / "config.json").exists():
+        return out
+    src = Path(gguf_file)
+    tok = load_tokenizer(str(src))
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=src.name, dtype=torch.float32)
+    config = loaded.config
+    config.quantization_config = None
+    if hasattr(config, "__dict__"):
+        config.__dict__.pop("quantization_config", None)
+    plain = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain.load_state_dict(loaded.state_dict())
+    out.mkdir(parents=True, exist_ok=True)
+    plain.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

@@ -100,9 +100,7 @@ async def test_stage2_applies_each_delta_once_and_triggers(settings):
     s1_sink, s2_sink = Sink(), Sink()
     s1 = Stage1(settings, s1_sink, WorkerMetrics())
     await s1.process([trace_record(settings, i, f"t{i}", result=f"r{i}") for i in range(5)])
-    deltas = [
-        InRecord(settings.deltas_topic, 0, i, r.key, r.value, r.headers) for i, r in enumerate(s1_sink.records)
-    ]
+    deltas = [InRecord(settings.deltas_topic, 0, i, r.key, r.value, r.headers) for i, r in enumerate(s1_sink.records)]
     s2 = Stage2(settings, s2_sink, WorkerMetrics())
     await s2.process(deltas)
     # the same deltas re-sent by a restarted stage 1 (new offsets, same source and tl-seq)

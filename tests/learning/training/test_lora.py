@@ -23,8 +23,17 @@ def tiny(tmp_path_factory) -> str:
 
 
 def config(tmp_path, **kw) -> LoRATrainingConfig:
-    base = dict(num_epochs=2, batch_size=8, learning_rate=5e-3, output_dir=str(tmp_path / "out"),
-                max_seq_length=128, tokens_per_batch=1024, lora_rank=4, lora_alpha=8, eval_fraction=0.2)
+    base = dict(
+        num_epochs=2,
+        batch_size=8,
+        learning_rate=5e-3,
+        output_dir=str(tmp_path / "out"),
+        max_seq_length=128,
+        tokens_per_batch=1024,
+        lora_rank=4,
+        lora_alpha=8,
+        eval_fraction=0.2,
+    )
     base.update(kw)
     return LoRATrainingConfig(**base)
 
@@ -102,16 +111,27 @@ def test_seeded_training_is_reproducible(tiny, tmp_path):
 
 def test_empty_and_4bit_on_cpu(tiny, tmp_path):
     assert LoRATrainer(config(tmp_path), model_name=tiny, device="cpu").train([]) == {
-        "status": "skipped", "reason": "no training data"}
+        "status": "skipped",
+        "reason": "no training data",
+    }
     with pytest.raises(TrainingError, match="CUDA"):
         LoRATrainer(config(tmp_path, use_4bit=True), model_name=tiny, device="cpu")
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("lora_rank", 0), ("num_epochs", 0), ("batch_size", 0), ("learning_rate", 0), ("lora_dropout", 1.0),
-     ("warmup_ratio", -0.1), ("save_every_n_epochs", 0), ("target_modules", []), ("max_seq_length", 2),
-     ("eval_fraction", 1.0)],
+    [
+        ("lora_rank", 0),
+        ("num_epochs", 0),
+        ("batch_size", 0),
+        ("learning_rate", 0),
+        ("lora_dropout", 1.0),
+        ("warmup_ratio", -0.1),
+        ("save_every_n_epochs", 0),
+        ("target_modules", []),
+        ("max_seq_length", 2),
+        ("eval_fraction", 1.0),
+    ],
 )
 def test_config_validation_names_the_field(field, value):
     with pytest.raises(ConfigError, match=field):
