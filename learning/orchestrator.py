@@ -81,6 +81,7 @@ class LearningOrchestrator:
             return {"status": "skipped", "reason": "lora module unavailable"}
         if not HAS_TORCH:
             return {"status": "skipped", "reason": "torch not available"}
+        assert self.lora_config is not None
         try:
             trainer = LoRATrainer(self.lora_config, model_name=self.model_name or "Qwen/Qwen3-0.6B")
             return dict(trainer.train(sft))

@@ -16,6 +16,7 @@ from streams.metrics import CONTENT_TYPE, WorkerMetrics
 from streams.records import InRecord, OutRecord
 from streams.settings import Settings
 from streams.stage1 import Stage1
+from streams.stage1_consumer import Stage1Consumer
 from streams.stage2 import Stage2
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ def to_record(event: EventT) -> InRecord:
 
 
 class Pipeline:
-    """One worker process: both stages on one Faust app."""
+    """One worker process: stage 1 (a raw aiokafka consumer task) and stage 2 (a Faust agent)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -101,15 +102,13 @@ class Pipeline:
 
     def _register(self) -> None:
         app, settings = self.app, self.settings
-        inputs = app.topic(settings.traces_topic, settings.feedback_topic, key_type=bytes, value_type=bytes)
         deltas = app.topic(settings.deltas_topic, key_type=bytes, value_type=bytes)
-        stage1, stage2, metrics = self.stage1, self.stage2, self.metrics
+        stage2, metrics = self.stage2, self.metrics
+        stage1_consumer = Stage1Consumer(settings, self.stage1, metrics)
 
-        @app.agent(inputs, name="tracelearn.stage1")
-        async def stage1_agent(stream: faust.StreamT[bytes]) -> None:
-            async for events in stream.take_events(settings.batch_max, within=settings.batch_within):
-                await stage1.process([to_record(e) for e in events])
-                self._observe_lag(events)
+        @app.task
+        async def stage1_loop() -> None:
+            await stage1_consumer.run()
 
         @app.agent(deltas, name="tracelearn.stage2")
         async def stage2_agent(stream: faust.StreamT[bytes]) -> None:
@@ -127,15 +126,4 @@ class Pipeline:
 
         @app.on_partitions_revoked.connect
         async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
-            await stage1.forget()
             await stage2.forget()
-
-    def _observe_lag(self, events: list[EventT]) -> None:
-        consumer = self.app.consumer
-        last: dict[Any, int] = {}
-        for event in events:
-            last[event.message.tp] = event.message.offset
-        for tp, offset in last.items():
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offset - 1))

@@ -40,7 +40,6 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=0, le=65535)
     web_host: str = "127.0.0.1"
     batch_max: int = Field(default=5000, ge=1)
-    batch_within: float = Field(default=0.05, gt=0)
     stage2_batch_within: float = Field(default=0.02, gt=0)
     fetch_max_wait_ms: int = Field(default=20, ge=1, le=1500)
     max_message_bytes: int = Field(default=512_000, ge=10_000)

@@ -7,6 +7,7 @@ plus the SFT membership changes. Stage 2 merges those deltas; it never sees indi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -115,13 +116,18 @@ class Stage1:
         by_partition: dict[int, list[InRecord]] = defaultdict(list)
         for record in records:
             by_partition[record.partition].append(record)
+        touched = []
         for partition, batch in sorted(by_partition.items()):
-            await self._process_partition(partition, batch)
+            if await self._process_partition(partition, batch):
+                touched.append(self._dbs[partition])
+        # each partition's records were committed above; their sends can overlap
+        await asyncio.gather(*(self._flush(db) for db in touched))
         self.metrics.batch_seconds.labels("stage1").observe(time.perf_counter() - started)
         self.metrics.batch_size.labels("stage1").observe(len(records))
         await self._maybe_expire()
 
-    async def _process_partition(self, partition: int, batch: list[InRecord]) -> None:
+    async def _process_partition(self, partition: int, batch: list[InRecord]) -> bool:
+        """Apply one partition's records and commit them; True when records were staged for sending."""
         db = await self._db(partition)
         offsets = self._offsets[partition]
         fresh = []
@@ -131,7 +137,7 @@ class Stage1:
             else:
                 fresh.append(record)
         if not fresh:
-            return
+            return False
         settings = self.settings
         out: list[OutRecord] = []
         parsed: list[tuple[InRecord, Trace | FeedbackEvent]] = []
@@ -192,7 +198,7 @@ class Stage1:
         self._offsets[partition] = new_offsets
         self.metrics.traces.inc(n_traces)
         self.metrics.feedback.inc(n_feedback)
-        await self._flush(db)
+        return bool(staged)
 
     def _delta_records(self, partition: int, delta: LearningState, ops: list[list[Any]]) -> list[OutRecord]:
         """The batch's delta, split so that no message exceeds ``max_message_bytes``."""

@@ -111,36 +111,36 @@ class PartitionDB:
     async def sft_representatives(self, pair_ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
         """The newest member (trace_id, started_at, model, agent, feedback) of each pair that has one.
 
-        Sees the current transaction's own uncommitted writes (same connection).
+        One statement with an index seek per pair; it sees the open transaction's own writes.
         """
-        reps: dict[str, tuple[Any, ...]] = {}
         sql = (
-            "SELECT trace_id, started_at, model, agent, feedback FROM sft_members WHERE pair_id = ? "
-            "ORDER BY started_at DESC, trace_id DESC LIMIT 1"
+            "SELECT m.pair_id, m.trace_id, m.started_at, m.model, m.agent, m.feedback FROM json_each(?) AS j "
+            "JOIN sft_members AS m ON m.pair_id = j.value AND m.trace_id = (SELECT trace_id FROM sft_members "
+            "WHERE pair_id = j.value ORDER BY started_at DESC, trace_id DESC LIMIT 1)"
         )
-        for pid in dict.fromkeys(pair_ids):
-            async with self.db.execute(sql, (pid,)) as cur:
-                row = await cur.fetchone()
-            if row is not None:
-                reps[pid] = tuple(row)
-        return reps
+        async with self.db.execute(sql, (json.dumps(list(dict.fromkeys(pair_ids))),)) as cur:
+            return {row[0]: tuple(row[1:]) for row in await cur.fetchall()}
 
     async def stage_sft_ops(self, ops: list[list[Any]]) -> None:
-        """Apply SFT membership ops inside the open transaction (committed by the next :meth:`commit`)."""
+        """Apply SFT membership ops inside the open transaction (committed by the next :meth:`commit`).
+
+        Only the last op per (pair, trace) matters, which makes the grouped statements order-free.
+        """
+        final: dict[tuple[str, str], list[Any]] = {}
         for op in ops:
-            if op[0] == "-":
-                await self.db.execute("DELETE FROM sft_members WHERE pair_id = ? AND trace_id = ?", (op[1], op[2]))
-            else:
-                _, pid, tid, started, model, agent, fb, cls, inp, outp = op
-                await self.db.execute(
-                    "INSERT OR REPLACE INTO sft_members (pair_id, trace_id, started_at, model, agent, feedback) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (pid, tid, float(started), model, agent, float(fb)),
-                )
-                await self.db.execute(
-                    "INSERT OR IGNORE INTO sft_pairs (pair_id, input, output, query_class) VALUES (?, ?, ?, ?)",
-                    (pid, inp, outp, cls),
-                )
+            final[(op[1], op[2])] = op
+        removals = [(pid, tid) for (pid, tid), op in final.items() if op[0] == "-"]
+        additions = [op for op in final.values() if op[0] == "+"]
+        await self.db.executemany("DELETE FROM sft_members WHERE pair_id = ? AND trace_id = ?", removals)
+        await self.db.executemany(
+            "INSERT OR REPLACE INTO sft_members (pair_id, trace_id, started_at, model, agent, feedback) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [(op[1], op[2], float(op[3]), op[4], op[5], float(op[6])) for op in additions],
+        )
+        await self.db.executemany(
+            "INSERT OR IGNORE INTO sft_pairs (pair_id, input, output, query_class) VALUES (?, ?, ?, ?)",
+            [(op[1], op[8], op[9], op[7]) for op in additions],
+        )
 
     async def sft_pair_text(self, pair_id: str) -> tuple[str, str, str] | None:
         async with self.db.execute(

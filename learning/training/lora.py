@@ -78,7 +78,7 @@ def load_model(model_name: str, *, dtype: Any, device: str, use_4bit: bool = Fal
     """A causal LM from a hub id, a local folder, or a ``.gguf`` file (dequantised on load)."""
     kwargs: dict[str, Any] = {"dtype": dtype}
     if use_4bit:
-        kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
+        kwargs["quantization_config"] = transformers.BitsAndBytesConfig(  # type: ignore[no-untyped-call]
             load_in_4bit=True,
             bnb_4bit_compute_dtype=torch.bfloat16,
             bnb_4bit_use_double_quant=True,
@@ -87,11 +87,11 @@ def load_model(model_name: str, *, dtype: Any, device: str, use_4bit: bool = Fal
         kwargs["device_map"] = "auto"
     path = Path(model_name)
     if path.suffix == ".gguf":
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, **kwargs)
+        model: Any = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, **kwargs)
         # a GGUF-loaded model refuses save_pretrained while it carries the quantization config
         model.config.quantization_config = None
         if hasattr(model, "hf_quantizer"):
-            model.hf_quantizer = None
+            setattr(model, "hf_quantizer", None)  # noqa: B010
     else:
         model = transformers.AutoModelForCausalLM.from_pretrained(model_name, **kwargs)
     if not use_4bit:
@@ -194,7 +194,7 @@ class LoRATrainer:
         if not trainable:
             return base
         if self.config.use_4bit:
-            base = peft.prepare_model_for_kbit_training(base)
+            base = peft.prepare_model_for_kbit_training(base)  # type: ignore[no-untyped-call]
         lora = peft.LoraConfig(
             task_type=peft.TaskType.CAUSAL_LM,
             r=self.config.lora_rank,
@@ -204,7 +204,6 @@ class LoRATrainer:
         )
         return peft.get_peft_model(base, lora)
 
-    @torch.no_grad() if HAS_TORCH else (lambda f: f)  # type: ignore[misc]
     def evaluate_loss(self, model: Any, pairs: list[dict[str, Any]]) -> float | None:
         """Mean response-token loss of ``model`` on ``pairs`` (None when there is nothing to score)."""
         examples = self._encode(pairs)
@@ -213,10 +212,11 @@ class LoRATrainer:
         was_training = model.training
         model.eval()
         total, count = 0.0, 0
-        for batch in self._batches(examples, None):
-            loss, n = response_loss(model, collate(batch, self.tokenizer.pad_token_id, self.device))
-            total += float(loss)
-            count += n
+        with torch.no_grad():
+            for batch in self._batches(examples, None):
+                loss, n = response_loss(model, collate(batch, self.tokenizer.pad_token_id, self.device))
+                total += float(loss)
+                count += n
         if was_training:
             model.train()
         return total / max(count, 1)
@@ -242,7 +242,9 @@ class LoRATrainer:
         steps_per_epoch = len(self._batches(examples, None))
         total_steps = steps_per_epoch * cfg.num_epochs
         warmup = math.ceil(total_steps * cfg.warmup_ratio)
-        scheduler = transformers.get_linear_schedule_with_warmup(optimizer, warmup, total_steps)
+        scheduler = transformers.get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
+            optimizer, warmup, total_steps
+        )
         output_dir = Path(cfg.output_dir)
         model.train()
         started = time.perf_counter()
@@ -321,7 +323,7 @@ def convert_gguf(gguf_file: str | Path, out_dir: str | Path) -> Path:
     config.quantization_config = None
     if hasattr(config, "__dict__"):
         config.__dict__.pop("quantization_config", None)
-    plain = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
     plain.load_state_dict(loaded.state_dict())
     out.mkdir(parents=True, exist_ok=True)
     plain.save_pretrained(out)

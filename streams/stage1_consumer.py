@@ -1,0 +1,90 @@
+"""Stage 1's consumer: aiokafka directly, not a Faust stream.
+
+Faust's per-event stream machinery costs more than stage 1's own work per trace (the benchmark's naive
+agent), so stage 1 reads whole fetches with ``getmany`` and hands them to :class:`Stage1` as one batch.
+It runs as a task of the worker's Faust app, in its own consumer group. Offsets are committed to Kafka
+only after the batch's SQLite transaction and sends completed; the per-partition stored offsets make a
+re-delivery after a rebalance or crash harmless either way. Range assignment keeps partition p of
+``traces`` and ``feedback`` on the same worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from streams.kafka import client_kwargs
+from streams.metrics import WorkerMetrics
+from streams.records import InRecord
+from streams.settings import Settings
+from streams.stage1 import Stage1
+
+log = logging.getLogger(__name__)
+
+
+class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: Stage1Consumer) -> None:
+        self.owner = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.owner.lock:
+            await self.owner.stage1.forget()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("stage 1 partitions: %s", sorted((tp.topic, tp.partition) for tp in assigned))
+
+
+class Stage1Consumer:
+    def __init__(self, settings: Settings, stage1: Stage1, metrics: WorkerMetrics) -> None:
+        self.settings = settings
+        self.stage1 = stage1
+        self.metrics = metrics
+        self.lock = asyncio.Lock()
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        s = self.settings
+        return AIOKafkaConsumer(
+            **client_kwargs(s),
+            group_id=f"{s.app_id}.stage1",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            fetch_max_wait_ms=s.fetch_max_wait_ms,
+            max_poll_records=s.batch_max,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+            session_timeout_ms=int(s.session_timeout * 1000),
+            rebalance_timeout_ms=int(s.rebalance_timeout * 1000),
+            heartbeat_interval_ms=int(s.heartbeat_interval * 1000),
+        )
+
+    async def run(self) -> None:
+        consumer = self._consumer()
+        consumer.subscribe([self.settings.traces_topic, self.settings.feedback_topic], listener=_Revoked(self))
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=200, max_records=self.settings.batch_max)
+                records = [
+                    InRecord(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers or ()), m.timestamp)
+                    for messages in batches.values()
+                    for m in messages
+                ]
+                if not records:
+                    continue
+                async with self.lock:
+                    await self.stage1.process(records)
+                offsets = {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
+                await consumer.commit(offsets)
+                for tp, next_offset in offsets.items():
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None:
+                        self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - next_offset))
+        finally:
+            await consumer.stop()
+            async with self.lock:
+                await self.stage1.forget()
