@@ -185,7 +185,7 @@ class RoutingTableView:
 
     async def start(self) -> RoutingTableView:
         consumer = AIOKafkaConsumer(
-            **client_kwargs(self.settings), enable_auto_commit=False, fetch_max_wait_ms=50, group_id=None
+            **client_kwargs(self.settings), enable_auto_commit=False, fetch_max_wait_ms=20, group_id=None
         )
         await consumer.start()
         partitions = consumer.partitions_for_topic(self.settings.routing_topic) or {0}

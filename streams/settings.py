@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     ranking_rule: str = "lcb"
     half_life_seconds: float | None = Field(default=None, gt=0)
     feedback_window_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
-    routing_publish_interval: float = Field(default=0.1, ge=0.0)
+    routing_publish_interval: float = Field(default=0.02, ge=0.0)
     sft_trigger_threshold: int = Field(default=50, ge=1)
     trigger_per_agent: bool = False
     reward_max_latency: float = Field(default=30.0, gt=0)

@@ -190,6 +190,7 @@ class Stage2:
         await db.stage_sft_ops(ops)
         after = await db.sft_representatives(pair_ids)
         last_op = {op[1]: i for i, op in enumerate(ops)}
+        texts = await db.sft_pair_texts(pid for pid in pair_ids if pid in after)
         out: list[OutRecord] = []
         changes: list[SftChange] = []
         now = time.time()
@@ -206,8 +207,7 @@ class Stage2:
                 continue
             if old is None:
                 self.sft_count += 1
-            text = await db.sft_pair_text(pid)
-            assert text is not None
+            text = texts[pid]
             value = SftPair(
                 pair_id=pid,
                 input=text[0],

@@ -6,17 +6,21 @@ deleted once the broker acknowledged them; after a crash the leftover outbox is 
 de-duplicate by source and sequence). Consumed offsets are acknowledged to Kafka only after the commit,
 and records below the stored offsets are skipped on re-delivery, so a restart neither loses nor
 double-counts anything. WAL with synchronous=NORMAL survives a killed process (not a power cut).
+
+The connection is used synchronously from the event loop, on purpose: every statement here takes well
+under a millisecond, and a thread hop per statement (aiosqlite) cost more than the statement itself and
+let the two stages' work interleave badly (measured: docs/benchmarks.md). The methods stay coroutines so
+that callers do not depend on that choice.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-import aiosqlite
 
 from streams.errors import StateStoreError
 from streams.records import OutRecord
@@ -44,12 +48,12 @@ CREATE INDEX IF NOT EXISTS sft_members_newest ON sft_members (pair_id, started_a
 class PartitionDB:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db: aiosqlite.Connection | None = None
+        self._db: sqlite3.Connection | None = None
         self.source_id = ""
         self.next_seq = 1
 
     @property
-    def db(self) -> aiosqlite.Connection:
+    def db(self) -> sqlite3.Connection:
         if self._db is None:
             raise StateStoreError(f"state store {self.path} is not open")
         return self._db
@@ -57,41 +61,39 @@ class PartitionDB:
     async def open(self) -> PartitionDB:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = await aiosqlite.connect(self.path)
-            await self.db.execute("PRAGMA journal_mode=WAL")
-            await self.db.execute("PRAGMA synchronous=NORMAL")
-            await self.db.executescript(_SCHEMA)
+            self._db = sqlite3.connect(self.path)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
             source = await self.get_meta("source_id")
             if source is None:
                 source = uuid.uuid4().hex[:12]
-                await self.db.execute("INSERT INTO meta (k, v) VALUES ('source_id', ?)", (json.dumps(source),))
-            await self.db.commit()
+                self.db.execute("INSERT INTO meta (k, v) VALUES ('source_id', ?)", (json.dumps(source),))
+            self.db.commit()
         except Exception as exc:
             raise StateStoreError(
                 f"cannot open state store {self.path}: {exc}. Stop the worker, move the state directory aside "
                 "and restart (the state is rebuilt from the topics' retained data)."
             ) from exc
         self.source_id = str(source)
-        async with self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox") as cur:
-            row = await cur.fetchone()
+        row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()
         last_seq = await self.get_meta("last_seq") or 0
         self.next_seq = max(int(row[0]) if row else 0, int(last_seq)) + 1
         return self
 
     async def close(self) -> None:
         if self._db is not None:
-            await self._db.close()
+            self._db.close()
             self._db = None
 
     # -- reads ------------------------------------------------------------------------------------
     async def get_meta(self, key: str) -> Any:
-        async with self.db.execute("SELECT v FROM meta WHERE k = ?", (key,)) as cur:
-            row = await cur.fetchone()
+        row = self.db.execute("SELECT v FROM meta WHERE k = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
     async def offsets(self) -> dict[tuple[str, int], int]:
-        async with self.db.execute("SELECT topic, part, next_offset FROM offsets") as cur:
-            return {(t, p): o for t, p, o in await cur.fetchall()}
+        rows = self.db.execute("SELECT topic, part, next_offset FROM offsets").fetchall()
+        return {(t, p): o for t, p, o in rows}
 
     async def ledger_entries(self, trace_ids: Iterable[str]) -> dict[str, str]:
         ids = list(dict.fromkeys(trace_ids))
@@ -99,13 +101,11 @@ class PartitionDB:
         for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
             chunk = ids[start : start + 900]
             sql = f"SELECT trace_id, entry FROM ledger WHERE trace_id IN ({','.join('?' * len(chunk))})"
-            async with self.db.execute(sql, chunk) as cur:
-                found.update({tid: entry for tid, entry in await cur.fetchall()})
+            found.update({tid: entry for tid, entry in self.db.execute(sql, chunk).fetchall()})
         return found
 
     async def ledger_size(self) -> int:
-        async with self.db.execute("SELECT COUNT(*) FROM ledger") as cur:
-            row = await cur.fetchone()
+        row = self.db.execute("SELECT COUNT(*) FROM ledger").fetchone()
         return int(row[0]) if row else 0
 
     async def sft_representatives(self, pair_ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
@@ -118,8 +118,8 @@ class PartitionDB:
             "JOIN sft_members AS m ON m.pair_id = j.value AND m.trace_id = (SELECT trace_id FROM sft_members "
             "WHERE pair_id = j.value ORDER BY started_at DESC, trace_id DESC LIMIT 1)"
         )
-        async with self.db.execute(sql, (json.dumps(list(dict.fromkeys(pair_ids))),)) as cur:
-            return {row[0]: tuple(row[1:]) for row in await cur.fetchall()}
+        rows = self.db.execute(sql, (json.dumps(list(dict.fromkeys(pair_ids))),)).fetchall()
+        return {row[0]: tuple(row[1:]) for row in rows}
 
     async def stage_sft_ops(self, ops: list[list[Any]]) -> None:
         """Apply SFT membership ops inside the open transaction (committed by the next :meth:`commit`).
@@ -131,35 +131,35 @@ class PartitionDB:
             final[(op[1], op[2])] = op
         removals = [(pid, tid) for (pid, tid), op in final.items() if op[0] == "-"]
         additions = [op for op in final.values() if op[0] == "+"]
-        await self.db.executemany("DELETE FROM sft_members WHERE pair_id = ? AND trace_id = ?", removals)
-        await self.db.executemany(
+        self.db.executemany("DELETE FROM sft_members WHERE pair_id = ? AND trace_id = ?", removals)
+        self.db.executemany(
             "INSERT OR REPLACE INTO sft_members (pair_id, trace_id, started_at, model, agent, feedback) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             [(op[1], op[2], float(op[3]), op[4], op[5], float(op[6])) for op in additions],
         )
-        await self.db.executemany(
+        self.db.executemany(
             "INSERT OR IGNORE INTO sft_pairs (pair_id, input, output, query_class) VALUES (?, ?, ?, ?)",
             [(op[1], op[8], op[9], op[7]) for op in additions],
         )
 
-    async def sft_pair_text(self, pair_id: str) -> tuple[str, str, str] | None:
-        async with self.db.execute(
-            "SELECT input, output, query_class FROM sft_pairs WHERE pair_id = ?", (pair_id,)
-        ) as cur:
-            row = await cur.fetchone()
-        return (row[0], row[1], row[2]) if row else None
+    async def sft_pair_texts(self, pair_ids: Iterable[str]) -> dict[str, tuple[str, str, str]]:
+        rows = self.db.execute(
+            "SELECT p.pair_id, p.input, p.output, p.query_class FROM json_each(?) AS j "
+            "JOIN sft_pairs AS p ON p.pair_id = j.value",
+            (json.dumps(list(dict.fromkeys(pair_ids))),),
+        ).fetchall()
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
     async def sft_pair_count(self) -> int:
-        async with self.db.execute("SELECT COUNT(*) FROM sft_pairs") as cur:
-            row = await cur.fetchone()
+        row = self.db.execute("SELECT COUNT(*) FROM sft_pairs").fetchone()
         return int(row[0]) if row else 0
 
     async def pending(self) -> list[OutRecord]:
-        async with self.db.execute("SELECT seq, topic, key, value, headers FROM outbox ORDER BY seq") as cur:
-            return [
-                OutRecord(topic, key, value, OutRecord.headers_from_json(headers), seq)
-                for seq, topic, key, value, headers in await cur.fetchall()
-            ]
+        rows = self.db.execute("SELECT seq, topic, key, value, headers FROM outbox ORDER BY seq").fetchall()
+        return [
+            OutRecord(topic, key, value, OutRecord.headers_from_json(headers), seq)
+            for seq, topic, key, value, headers in rows
+        ]
 
     # -- writes -----------------------------------------------------------------------------------
     def stage(self, records: list[OutRecord]) -> list[OutRecord]:
@@ -188,39 +188,39 @@ class PartitionDB:
         db = self.db
         try:
             if ledger:
-                await db.executemany(
+                db.executemany(
                     "INSERT INTO ledger (trace_id, entry, touched) VALUES (?, ?, ?) "
                     "ON CONFLICT(trace_id) DO UPDATE SET entry = excluded.entry, touched = excluded.touched",
                     [(tid, entry, touched) for tid, (entry, touched) in ledger.items()],
                 )
             if offsets:
-                await db.executemany(
+                db.executemany(
                     "INSERT INTO offsets (topic, part, next_offset) VALUES (?, ?, ?) "
                     "ON CONFLICT(topic, part) DO UPDATE SET next_offset = excluded.next_offset",
                     [(t, p, o) for (t, p), o in offsets.items()],
                 )
             if outbox:
-                await db.executemany(
+                db.executemany(
                     "INSERT INTO outbox (seq, topic, key, value, headers) VALUES (?, ?, ?, ?, ?)",
                     [(r.seq, r.topic, r.key, r.value, r.headers_json()) for r in outbox],
                 )
             meta = dict(meta or {})
             meta["last_seq"] = self.next_seq - 1
-            await db.executemany(
+            db.executemany(
                 "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
                 [(k, json.dumps(v)) for k, v in meta.items()],
             )
-            await db.executemany("DELETE FROM sft_pairs WHERE pair_id = ?", [(pid,) for pid in drop_pairs])
-            await db.commit()
+            db.executemany("DELETE FROM sft_pairs WHERE pair_id = ?", [(pid,) for pid in drop_pairs])
+            db.commit()
         except BaseException:
-            await db.rollback()
+            db.rollback()
             raise
 
     async def acknowledge(self, upto_seq: int) -> None:
-        await self.db.execute("DELETE FROM outbox WHERE seq <= ?", (upto_seq,))
-        await self.db.commit()
+        self.db.execute("DELETE FROM outbox WHERE seq <= ?", (upto_seq,))
+        self.db.commit()
 
     async def expire_ledger(self, touched_before: float) -> int:
-        cur = await self.db.execute("DELETE FROM ledger WHERE touched < ?", (touched_before,))
-        await self.db.commit()
+        cur = self.db.execute("DELETE FROM ledger WHERE touched < ?", (touched_before,))
+        self.db.commit()
         return cur.rowcount or 0
