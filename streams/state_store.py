@@ -15,6 +15,7 @@ that callers do not depend on that choice.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import uuid
@@ -26,6 +27,8 @@ from streams.errors import StateStoreError
 from streams.records import OutRecord
 
 SEQ_HEADER = "tl-seq"
+# Above this many rows a statement batch runs in a thread, where SQLite works without holding the GIL.
+BIG_BATCH = 256
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (trace_id TEXT PRIMARY KEY, entry TEXT NOT NULL, touched REAL NOT NULL)
@@ -61,7 +64,8 @@ class PartitionDB:
     async def open(self) -> PartitionDB:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path)
+            # big batches run in a worker thread (one at a time: a partition's batches are sequential)
+            self._db = sqlite3.connect(self.path, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
@@ -97,6 +101,11 @@ class PartitionDB:
 
     async def ledger_entries(self, trace_ids: Iterable[str]) -> dict[str, str]:
         ids = list(dict.fromkeys(trace_ids))
+        if len(ids) > BIG_BATCH:
+            return await asyncio.to_thread(self._ledger_entries, ids)
+        return self._ledger_entries(ids)
+
+    def _ledger_entries(self, ids: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
         for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
             chunk = ids[start : start + 900]
@@ -183,6 +192,21 @@ class PartitionDB:
         outbox: list[OutRecord] | None = None,
         meta: dict[str, Any] | None = None,
         drop_pairs: Iterable[str] = (),
+    ) -> None:
+        """One atomic transaction for everything a batch changed (in a thread when it is big)."""
+        size = len(ledger or {}) + len(outbox or [])
+        if size > BIG_BATCH:
+            await asyncio.to_thread(self._commit, ledger, offsets, outbox, meta, drop_pairs)
+        else:
+            self._commit(ledger, offsets, outbox, meta, drop_pairs)
+
+    def _commit(
+        self,
+        ledger: dict[str, tuple[str, float]] | None,
+        offsets: dict[tuple[str, int], int] | None,
+        outbox: list[OutRecord] | None,
+        meta: dict[str, Any] | None,
+        drop_pairs: Iterable[str],
     ) -> None:
         """One atomic transaction for everything a batch changed."""
         db = self.db
