@@ -218,3 +218,25 @@ async def test_sigkill_mid_stream_loses_nothing_and_counts_nothing_twice(
     # at-least-once delivery may repeat a trigger record, never invent a second cycle for one crossing
     pairs = len(expected_sft(settings, traces))
     assert [int(c.split("#")[1]) for c in unique] == list(range(1, pairs // settings.sft_trigger_threshold + 1))
+
+
+async def test_replay_of_an_openjarvis_store_gives_the_batch_result(
+    settings: Settings, worker: WorkerProcess, tmp_path
+):
+    from learning import OpenJarvisTraceStore, TrainingDataMiner
+    from streams.replay import replay
+    from tests.openjarvis_db import write_openjarvis_db
+
+    traces = fleet(300, seed=9)
+    bad = {"trace_id": "broken-row", "query": "q", "feedback": 4.0, "started_at": 5.0}
+    path = write_openjarvis_db(tmp_path / "traces.db", traces, raw_rows=[bad])
+    worker.start()
+    assert await replay(settings, path, page_size=64) == 301
+    assert await replay(settings, path, page_size=64) == 301  # a second replay changes nothing
+    view = await wait_for_tables(settings, traces, worker)
+    await view.stop()
+    routing = TrainingDataMiner(OpenJarvisTraceStore(path)).extract_routing_pairs()
+    published = {c: sum(m.quality_count for m in u.models.values()) for c, u in view.table.items()}
+    assert {c: r["sample_count"] for c, r in routing.items()} == {c: n for c, n in published.items() if n}
+    dead = await read_topic(settings, settings.dlq_topic)
+    assert {r.key for r in dead} == {b"broken-row"}
