@@ -49,9 +49,17 @@ _DIGIT = re.compile(r"\d")
 _REASONING = re.compile(r"\b(?:explain|analy[sz]e|compare|why|reason|think)\b|\bstep[\s-]by[\s-]step\b", re.IGNORECASE)
 
 
+_GUARD = re.compile(
+    "|".join(re.escape(g) for g in sorted({g for gs, _ in _CODE_RULES for g in gs}, key=len, reverse=True))
+)
+
+
 def _has_code(query: str, lowered: str) -> bool:
+    found = set(_GUARD.findall(lowered))
+    if not found:
+        return False
     for guards, pattern in _CODE_RULES:
-        if any(g in lowered for g in guards) and pattern.search(query) is not None:
+        if not found.isdisjoint(guards) and pattern.search(query) is not None:
             return True
     return False
 

@@ -63,7 +63,7 @@ def apply_trace(
     entry = entry or LedgerEntry()
     old = entry.effective(min_quality)
     base = contribution_of(trace, min_quality=min_quality, reward_fn=reward_fn or DEFAULT_REWARD)
-    new_entry = dataclasses.replace(entry, base=base, query=trace.query, result=trace.result)
+    new_entry = LedgerEntry(base, trace.query, trace.result, entry.fb_score, entry.fb_outcome, entry.fb_ts)
     return new_entry, old, new_entry.effective(min_quality)
 
 
