@@ -58,10 +58,7 @@ def _has_code(query: str, lowered: str) -> bool:
     found = set(_GUARD.findall(lowered))
     if not found:
         return False
-    for guards, pattern in _CODE_RULES:
-        if not found.isdisjoint(guards) and pattern.search(query) is not None:
-            return True
-    return False
+    return any(not found.isdisjoint(guards) and pattern.search(query) is not None for guards, pattern in _CODE_RULES)
 
 
 def _has_math(query: str, lowered: str) -> bool:
