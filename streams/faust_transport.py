@@ -1,10 +1,11 @@
-"""Two consumer settings Faust does not expose, applied to the aiokafka consumer it builds.
+"""Two consumer settings Faust does not expose, applied to the aiokafka consumer it builds (stage 2's).
 
 - ``fetch_max_wait_ms``: Faust hard-codes 1500 ms for its worker consumer, and a broker that does not
-  answer a waiting fetch early (Tansu, notes/embedded-kafka.md) then adds up to 1.5 s of latency.
-- The partition assignor: without changelog tables Faust falls back to round-robin, which can give
-  partition p of the traces topic and partition p of the feedback topic to different workers. Range
-  assignment keeps co-partitioned topics together, which the per-partition ledger relies on.
+  answer a waiting fetch early (Tansu, notes/embedded-kafka.md) then adds up to 1.5 s of latency to every
+  routing update.
+- The partition assignor: without changelog tables Faust falls back to round-robin, which splits
+  co-partitioned topics between workers; range assignment keeps them together should an agent ever
+  consume two of them (stage 1, which does, has its own aiokafka consumer with the same assignor).
 
 The attributes set here are private aiokafka ones read in ``AIOKafkaConsumer.start()``; the versions are
 pinned in pyproject.toml and tests/streams/test_faust_transport.py checks the patch still takes.
