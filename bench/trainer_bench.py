@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from learning.training.config import LoRATrainingConfig
 from learning.training.lora import LoRATrainer
-from tests.tiny_model import build_tiny_model
+from tests.tiny_model import TINY_SHAPE, build_tiny_model
 
 SHAPES = {
     "qwen3-0.6b": dict(
@@ -35,14 +35,7 @@ SHAPES = {
         num_key_value_heads=8,
         head_dim=128,
     ),
-    "tiny": dict(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-    ),
+    "tiny": TINY_SHAPE,
 }
 
 

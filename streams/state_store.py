@@ -113,10 +113,6 @@ class PartitionDB:
             found.update({tid: entry for tid, entry in self.db.execute(sql, chunk).fetchall()})
         return found
 
-    async def ledger_size(self) -> int:
-        row = self.db.execute("SELECT COUNT(*) FROM ledger").fetchone()
-        return int(row[0]) if row else 0
-
     async def sft_representatives(self, pair_ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
         """The newest member (trace_id, started_at, model, agent, feedback) of each pair that has one.
 
@@ -158,10 +154,6 @@ class PartitionDB:
             (json.dumps(list(dict.fromkeys(pair_ids))),),
         ).fetchall()
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
-
-    async def sft_pair_count(self) -> int:
-        row = self.db.execute("SELECT COUNT(*) FROM sft_pairs").fetchone()
-        return int(row[0]) if row else 0
 
     async def pending(self) -> list[OutRecord]:
         rows = self.db.execute("SELECT seq, topic, key, value, headers FROM outbox ORDER BY seq").fetchall()

@@ -10,6 +10,17 @@ CHAT_TEMPLATE = (
 )
 
 
+# 205k parameters: LoRA on it trains in about a second (offline-ml notes)
+TINY_SHAPE = dict(
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+)
+
+
 def build_tiny_model(path: Path, seed: int = 0) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -36,16 +47,11 @@ def build_tiny_model(path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = Qwen3Config(
         vocab_size=len(fast),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
         tie_word_embeddings=True,
         max_position_embeddings=512,
         eos_token_id=fast.eos_token_id,
         pad_token_id=fast.pad_token_id,
+        **TINY_SHAPE,
     )
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(path)
