@@ -1,4 +1,4 @@
-"""Tokenising SFT pairs with a response-only loss mask, and length-bucketed batches."""
+"""Tokenising SFT pairs with a response-only loss mask; length-bucketed batches or packed rows."""
 
 from __future__ import annotations
 
@@ -95,6 +95,31 @@ def bucket_batches(
     if rng is not None:
         rng.shuffle(batches)
     return batches
+
+
+def pack_rows(
+    examples: list[Example], *, row_length: int, rows_per_batch: int, rng: random.Random | None = None
+) -> list[list[list[Example]]]:
+    """First-fit-decreasing packing of examples into rows of at most ``row_length`` tokens.
+
+    Returns batches of rows; a row is the examples it holds, in order. The collator gives each example its
+    own position ids starting at 0, which is what keeps examples from attending to each other in a row.
+    """
+    rows: list[list[Example]] = []
+    free: list[int] = []
+    for ex in sorted(examples, key=lambda e: len(e.input_ids), reverse=True):
+        n = len(ex.input_ids)
+        for i, room in enumerate(free):
+            if n <= room:
+                rows[i].append(ex)
+                free[i] -= n
+                break
+        else:
+            rows.append([ex])
+            free.append(row_length - n)
+    if rng is not None:
+        rng.shuffle(rows)
+    return [rows[i : i + rows_per_batch] for i in range(0, len(rows), rows_per_batch)]
 
 
 def split_eval(

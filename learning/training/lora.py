@@ -1,9 +1,11 @@
-"""LoRATrainer: LoRA fine-tuning on SFT pairs with response-only loss and length-bucketed batches.
+"""LoRATrainer: LoRA fine-tuning on SFT pairs with response-only loss, bucketed or packed batches.
 
 Fixes over the reference trainer (reference 8 and 14.9): the loss covers response tokens only (never the
-prompt or padding); no example is padded to max_seq_length (length bucketing, padding only to the batch's
-longest member, and examples never attend to each other); shuffling is seeded; warmup and a linear decay
-schedule apply; a held-out split gives an eval loss before and after; bf16 on CUDA; 4-bit only on CUDA.
+prompt or padding); no example is padded to max_seq_length (length bucketing pads only to the batch's
+longest member; packing has no padding, and per-example position ids keep packed examples from attending
+to each other); shuffling is seeded; warmup and a linear decay schedule apply; a held-out split gives an
+eval loss before and after; bf16 on CUDA; 4-bit only on CUDA. Logits are computed only where a response
+token is the target, which saves the vocabulary projection on prompt and padding positions.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 
 from learning.errors import TrainingError
 from learning.training.config import LoRATrainingConfig
-from learning.training.data import IGNORE_INDEX, Example, bucket_batches, encode_pair, split_eval
+from learning.training.data import IGNORE_INDEX, Example, bucket_batches, encode_pair, pack_rows, split_eval
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ except ImportError:  # pragma: no cover
     HAS_PEFT = False
 
 Progress = Callable[[dict[str, Any]], None]
+# A batch is a list of rows; a row holds one example (bucketing) or several (packing).
+Batch = list[list[Example]]
 
 
 def select_device(hint: str | None = None) -> str:
@@ -74,9 +78,13 @@ def load_tokenizer(model_name: str) -> Any:
     return tok
 
 
-def load_model(model_name: str, *, dtype: Any, device: str, use_4bit: bool = False) -> Any:
+def load_model(
+    model_name: str, *, dtype: Any, device: str, use_4bit: bool = False, attn_implementation: str | None = None
+) -> Any:
     """A causal LM from a hub id, a local folder, or a ``.gguf`` file (dequantised on load)."""
     kwargs: dict[str, Any] = {"dtype": dtype}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
     if use_4bit:
         kwargs["quantization_config"] = transformers.BitsAndBytesConfig(  # type: ignore[no-untyped-call]
             load_in_4bit=True,
@@ -111,15 +119,70 @@ def collate(batch: list[Example], pad_id: int, device: str) -> dict[str, Any]:
     }
 
 
+def collate_packed(rows: Batch, pad_id: int, device: str) -> dict[str, Any]:
+    """Rows of concatenated examples; position ids restart at 0 for each example.
+
+    No attention mask is passed: transformers then reads the restarts in ``position_ids`` as sequence
+    boundaries and builds a block-diagonal causal mask (only without a KV cache: pass ``use_cache=False``).
+    Each example's first label is ignored so no loss ever crosses a boundary (it is a prompt token anyway).
+    A short row is padded with a segment of its own.
+    """
+    width = max(sum(len(ex.input_ids) for ex in row) for row in rows)
+    ids, labels, positions = [], [], []
+    real = 0
+    for row in rows:
+        r_ids: list[int] = []
+        r_labels: list[int] = []
+        r_pos: list[int] = []
+        for ex in row:
+            r_ids += ex.input_ids
+            r_labels += [IGNORE_INDEX, *ex.labels[1:]]
+            r_pos += range(len(ex.input_ids))
+        real += len(r_ids)
+        pad = width - len(r_ids)
+        ids.append(r_ids + [pad_id] * pad)
+        labels.append(r_labels + [IGNORE_INDEX] * pad)
+        positions.append(r_pos + list(range(pad)))
+    return {
+        "input_ids": torch.tensor(ids, device=device),
+        "labels": torch.tensor(labels, device=device),
+        "position_ids": torch.tensor(positions, device=device),
+        "real_tokens": real,
+    }
+
+
+def collate_batch(rows: Batch, pad_id: int, device: str) -> dict[str, Any]:
+    if all(len(row) == 1 for row in rows):
+        batch = collate([row[0] for row in rows], pad_id, device)
+        batch["real_tokens"] = int(batch["attention_mask"].sum())
+        return batch
+    return collate_packed(rows, pad_id, device)
+
+
 def response_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
-    """Sum of token losses over response tokens, and their count (so batches weigh by token)."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    logits = out.logits[:, :-1, :].float()
+    """Sum of token losses over response tokens, and their count (so batches weigh by token).
+
+    The decoder runs once; the vocabulary projection only on the positions whose next token is a
+    response token (most of a batch's logits would otherwise be computed and thrown away).
+    """
+    inputs: dict[str, Any] = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    # a KV cache would make transformers skip the packed-sequence mask (and is useless in training)
+    inputs["use_cache"] = False
     targets = batch["labels"][:, 1:]
-    loss = torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
-    return loss, int((targets != IGNORE_INDEX).sum().item())
+    keep = targets != IGNORE_INDEX
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = inner.get_decoder() if hasattr(inner, "get_decoder") else None
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    if decoder is not None and head is not None:
+        hidden = decoder(**inputs).last_hidden_state[:, :-1, :]
+        logits = head(hidden[keep]).float()
+        loss = torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum")
+    else:  # a model without the decoder/head split: project everything, ignore the rest
+        logits = model(**inputs).logits[:, :-1, :].float()
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+    return loss, int(keep.sum().item())
 
 
 class LoRATrainer:
@@ -180,13 +243,24 @@ class LoRATrainer:
                 examples.append(ex)
         return examples
 
-    def _batches(self, examples: list[Example], rng: random.Random | None) -> list[list[Example]]:
-        return bucket_batches(
-            examples, tokens_per_batch=self.config.tokens_per_batch, max_batch_size=self.config.batch_size, rng=rng
+    def _batches(self, examples: list[Example], rng: random.Random | None) -> list[Batch]:
+        cfg = self.config
+        if cfg.batching_for(self.device) == "pack":
+            rows_per_batch = max(1, cfg.tokens_per_batch // cfg.max_seq_length)
+            return pack_rows(examples, row_length=cfg.max_seq_length, rows_per_batch=rows_per_batch, rng=rng)
+        buckets = bucket_batches(
+            examples, tokens_per_batch=cfg.tokens_per_batch, max_batch_size=cfg.batch_size, rng=rng
         )
+        return [[[ex] for ex in bucket] for bucket in buckets]
 
     def load_peft_model(self, adapter: str | None = None, *, trainable: bool = True) -> Any:
-        base = load_model(self.model_name, dtype=self.dtype, device=self.device, use_4bit=self.config.use_4bit)
+        base = load_model(
+            self.model_name,
+            dtype=self.dtype,
+            device=self.device,
+            use_4bit=self.config.use_4bit,
+            attn_implementation=self.config.attn_implementation,
+        )
         if not HAS_PEFT:
             raise ImportError("peft is required for LoRATrainer. Install with: pip install peft")
         if adapter:
@@ -214,7 +288,7 @@ class LoRATrainer:
         total, count = 0.0, 0
         with torch.no_grad():
             for batch in self._batches(examples, None):
-                loss, n = response_loss(model, collate(batch, self.tokenizer.pad_token_id, self.device))
+                loss, n = response_loss(model, collate_batch(batch, self.tokenizer.pad_token_id, self.device))
                 total += float(loss)
                 count += n
         if was_training:
@@ -252,8 +326,8 @@ class LoRATrainer:
         cumulative, step = 0.0, 0
         for epoch in range(cfg.num_epochs):
             epoch_loss, epoch_tokens = 0.0, 0
-            for batch_examples in self._batches(examples, rng):
-                batch = collate(batch_examples, self.tokenizer.pad_token_id, self.device)
+            for rows in self._batches(examples, rng):
+                batch = collate_batch(rows, self.tokenizer.pad_token_id, self.device)
                 with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=self.device == "cuda"):
                     loss_sum, n = response_loss(model, batch)
                 loss = loss_sum / max(n, 1)
@@ -263,8 +337,8 @@ class LoRATrainer:
                 optimizer.step()
                 scheduler.step()
                 step += 1
-                real_tokens += int(batch["attention_mask"].sum())
-                padded_tokens += int(batch["attention_mask"].numel())
+                real_tokens += batch["real_tokens"]
+                padded_tokens += batch["input_ids"].numel()
                 epoch_loss += float(loss_sum.detach())
                 epoch_tokens += n
                 cumulative += float(loss.detach())
