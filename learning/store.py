@@ -39,6 +39,11 @@ class TraceStore(Protocol):
     ) -> list[Trace] | Awaitable[list[Trace]]: ...
 
 
+def run_blocking(awaitable: Awaitable[T]) -> T:
+    """The result of an awaitable, from synchronous code (see :func:`resolve`)."""
+    return resolve(cast(T | Awaitable[T], awaitable))
+
+
 def resolve(result: T | Awaitable[T]) -> T:
     """The value of a sync or async call, from synchronous code.
 

@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     from streams.trainer_cli import add_trainer_commands
 
     add_trainer_commands(sub, with_kafka)
+    from streams.optimize_cli import add_optimize_command
+
+    add_optimize_command(sub)
     return parser
 
 

@@ -1,0 +1,175 @@
+"""OptimizationStore: runs and trials in SQLite (aiosqlite), idempotent and versioned.
+
+Fixes over the reference store (9.7): a trial is unique per (run, trial) so saving it again updates it;
+a run's created_at survives updates; the whole trial (summary, metrics, feedback, status, error) and the
+run's objectives, error and frontier are stored as JSON next to the indexed columns, so a reloaded run is
+the run that was saved; the schema carries a version and a newer one is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from learning.errors import StoreError
+from learning.optimize.types import OptimizationRun, TrialResult
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS optimization_runs (
+    run_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    optimizer_model TEXT NOT NULL DEFAULT '',
+    benchmark TEXT NOT NULL DEFAULT '',
+    best_trial_id TEXT,
+    best_recipe_path TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trial_results (
+    run_id TEXT NOT NULL,
+    trial_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_id, trial_id)
+);
+"""
+
+
+class OptimizationStore:
+    """SQLite-backed storage for optimization runs and trials (async; one short connection per call)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._ready = False
+
+    async def _connect(self) -> aiosqlite.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(self.path)
+        if not self._ready:
+            try:
+                await db.execute("PRAGMA journal_mode=WAL")
+                await db.executescript(_SCHEMA)
+                async with db.execute("SELECT value FROM meta WHERE key = 'schema_version'") as cur:
+                    row = await cur.fetchone()
+                if row is None:
+                    await db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                    await db.commit()
+                elif int(row[0]) > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{self.path} has optimization-store schema {row[0]}, newer than this tracelearn "
+                        f"understands ({SCHEMA_VERSION}); upgrade tracelearn"
+                    )
+            except BaseException:
+                await db.close()
+                raise
+            self._ready = True
+        return db
+
+    async def save_run(self, run: OptimizationRun) -> None:
+        """Insert or update the run and every trial it holds (created_at is kept from the first save)."""
+        run.updated_at = time.time()
+        data = run.model_dump(mode="json", exclude={"trials", "best_trial", "pareto_frontier"})
+        data["best_trial_id"] = run.best_trial.trial_id if run.best_trial else None
+        data["pareto_frontier_ids"] = [t.trial_id for t in run.pareto_frontier]
+        db = await self._connect()
+        try:
+            await db.execute(
+                """INSERT INTO optimization_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT(run_id) DO UPDATE SET status = excluded.status,
+                     optimizer_model = excluded.optimizer_model, benchmark = excluded.benchmark,
+                     best_trial_id = excluded.best_trial_id, best_recipe_path = excluded.best_recipe_path,
+                     updated_at = excluded.updated_at, data = excluded.data""",
+                (
+                    run.run_id,
+                    run.status,
+                    run.optimizer_model,
+                    run.benchmark,
+                    data["best_trial_id"],
+                    run.best_recipe_path,
+                    run.created_at,
+                    run.updated_at,
+                    json.dumps(data),
+                ),
+            )
+            for trial in run.trials:
+                await self._upsert_trial(db, run.run_id, trial)
+            await db.commit()
+        finally:
+            await db.close()
+
+    async def _upsert_trial(self, db: aiosqlite.Connection, run_id: str, trial: TrialResult) -> None:
+        await db.execute(
+            """INSERT INTO trial_results VALUES (?, ?,
+                 (SELECT COALESCE(MAX(seq), 0) + 1 FROM trial_results WHERE run_id = ?), ?, ?, ?)
+               ON CONFLICT(run_id, trial_id) DO UPDATE SET status = excluded.status, data = excluded.data""",
+            (run_id, trial.trial_id, run_id, trial.status, time.time(), trial.model_dump_json()),
+        )
+
+    async def save_trial(self, run_id: str, trial: TrialResult) -> None:
+        """Insert or update one trial (saving it twice leaves one row)."""
+        db = await self._connect()
+        try:
+            await self._upsert_trial(db, run_id, trial)
+            await db.commit()
+        finally:
+            await db.close()
+
+    async def get_trials(self, run_id: str) -> list[TrialResult]:
+        db = await self._connect()
+        try:
+            async with db.execute("SELECT data FROM trial_results WHERE run_id = ? ORDER BY seq", (run_id,)) as cur:
+                rows = await cur.fetchall()
+        finally:
+            await db.close()
+        return [TrialResult.model_validate_json(row[0]) for row in rows]
+
+    async def get_run(self, run_id: str) -> OptimizationRun | None:
+        db = await self._connect()
+        try:
+            async with db.execute("SELECT data FROM optimization_runs WHERE run_id = ?", (run_id,)) as cur:
+                row = await cur.fetchone()
+        finally:
+            await db.close()
+        if row is None:
+            return None
+        data: dict[str, Any] = json.loads(row[0])
+        best_id = data.pop("best_trial_id", None)
+        frontier_ids = data.pop("pareto_frontier_ids", [])
+        run = OptimizationRun.model_validate(data)
+        run.trials = await self.get_trials(run_id)
+        by_id = {t.trial_id: t for t in run.trials}
+        run.best_trial = by_id.get(best_id) if best_id else None
+        run.pareto_frontier = [by_id[i] for i in frontier_ids if i in by_id]
+        return run
+
+    async def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Summary rows of recent runs, newest first."""
+        db = await self._connect()
+        try:
+            async with db.execute(
+                """SELECT r.run_id, r.status, r.optimizer_model, r.benchmark, r.best_trial_id, r.best_recipe_path,
+                          r.created_at, r.updated_at,
+                          (SELECT COUNT(*) FROM trial_results t WHERE t.run_id = r.run_id)
+                   FROM optimization_runs r ORDER BY r.created_at DESC LIMIT ?""",
+                (limit,),
+            ) as cur:
+                rows = await cur.fetchall()
+        finally:
+            await db.close()
+        keys = ("run_id", "status", "optimizer_model", "benchmark", "best_trial_id", "best_recipe_path")
+        return [
+            {**dict(zip(keys, row[:6], strict=True)), "created_at": row[6], "updated_at": row[7], "trials": row[8]}
+            for row in rows
+        ]
+
+    async def close(self) -> None:
+        """Nothing is held open between calls; kept for the reference's API."""
