@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from learning.errors import TracelearnError
 
-        if isinstance(exc, TracelearnError | ValueError) and not args.verbose:
+        if isinstance(exc, TracelearnError | ValueError | FileNotFoundError) and not args.verbose:
             print(f"tracelearn: error: {exc}", file=sys.stderr)
             return 1
         raise

@@ -54,7 +54,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     s = settings_from_file(args.target)
     store = OptimizationStore(Path(args.store) if args.store else s.store_path)
-    optimizer = LLMOptimizer(s.search_space, s.optimizer_model, s.backend, objectives=s.objectives)
+    optimizer = LLMOptimizer(
+        s.search_space, s.optimizer_model, s.backend, objectives=s.objectives, max_retries=s.answer_retries
+    )
     engine = OptimizationEngine(
         s.search_space,
         optimizer,
@@ -78,7 +80,30 @@ def _run(args: argparse.Namespace) -> int:
     path = export_best_recipe(run, s.recipe_path)
     asyncio.run(store.save_run(run))
     print(f"best trial {run.best_trial.trial_id}; recipe written to {path}")
+    env = worker_env(run.best_trial.config.params)
+    if env:
+        print("apply it to the workers with: " + " ".join(f"{k}={v}" for k, v in env.items()))
     return 0
+
+
+# learning parameters of the replay runner -> the worker setting each one tunes (streams.settings.Settings)
+WORKER_SETTINGS = {
+    "learning.routing_rule": "ranking_rule",
+    "learning.min_samples": "min_samples",
+    "learning.half_life_seconds": "half_life_seconds",
+    "learning.min_quality": "min_quality",
+    "learning.sft_threshold": "sft_trigger_threshold",
+}
+
+
+def worker_env(params: dict[str, Any]) -> dict[str, str]:
+    """Environment variables that give a worker these learning parameters (a half-life of 0 means none,
+    the worker's default, so it is left out)."""
+    return {
+        f"TRACELEARN_{field.upper()}": str(params[key])
+        for key, field in WORKER_SETTINGS.items()
+        if key in params and not (key == "learning.half_life_seconds" and not params[key])
+    }
 
 
 def _fmt(value: Any) -> str:

@@ -11,6 +11,8 @@
     model = "qwen3:8b"
     base_url = "http://localhost:11434/v1"
     api_key_env = "OPENAI_API_KEY"    # the key is read from this environment variable, never from the file
+    timeout_seconds = 60              # per HTTP request; max_retries = 3 more tries with backoff
+    answer_retries = 2                # more answers asked for when one is not valid JSON or not in the space
 
     [optimize.runner]
     type = "replay"                   # "replay" (recorded traces) or "command"
@@ -88,6 +90,7 @@ class OptimizeSettings:
     objectives: list[ObjectiveSpec]
     backend: InferenceBackend
     optimizer_model: str
+    answer_retries: int
     runner: TrialRunner
     max_trials: int
     early_stop_patience: int
@@ -154,11 +157,15 @@ def settings_from_file(path: str | Path) -> OptimizeSettings:
         space = space.model_copy(update={"fixed": dict(opt["fixed"])})
     objectives = load_objectives(data, REPLAY_OBJECTIVES if replay else DEFAULT_OBJECTIVES)
     backend, model = _backend(opt)
+    answer_retries = _table(opt, "optimizer").get("answer_retries", 2)
+    if not isinstance(answer_retries, int) or answer_retries < 0:
+        raise ConfigError("optimize.optimizer.answer_retries must be an integer >= 0")
     return OptimizeSettings(
         search_space=space,
         objectives=objectives,
         backend=backend,
         optimizer_model=model,
+        answer_retries=answer_retries,
         runner=_runner(opt, root),
         max_trials=int(opt.get("max_trials", 20)),
         early_stop_patience=int(opt.get("early_stop_patience", 5)),

@@ -41,6 +41,7 @@ LEARNING_SEARCH_SPACE = SearchSpace(
             description="How a class's best model is ranked: mean of qualifying feedback, lower confidence "
             "bound of all feedback, or exponentially decayed mean (needs a half-life)",
             primitive="learning",
+            default="lcb",
         ),
         SearchDimension(
             name="learning.min_samples",
@@ -49,6 +50,7 @@ LEARNING_SEARCH_SPACE = SearchSpace(
             high=50,
             description="Samples a model needs in a class before it can be recommended",
             primitive="learning",
+            default=5,
         ),
         SearchDimension(
             name="learning.half_life_seconds",
@@ -57,6 +59,7 @@ LEARNING_SEARCH_SPACE = SearchSpace(
             high=30 * 86400,
             description="Half-life of the decayed statistics in event-time seconds (0 = no decay)",
             primitive="learning",
+            default=0.0,
         ),
         SearchDimension(
             name="learning.min_quality",
@@ -65,6 +68,7 @@ LEARNING_SEARCH_SPACE = SearchSpace(
             high=1.0,
             description="Feedback at or above which a successful trace qualifies (mean rule, SFT pairs)",
             primitive="learning",
+            default=0.7,
         ),
         SearchDimension(
             name="learning.sft_threshold",
@@ -73,6 +77,7 @@ LEARNING_SEARCH_SPACE = SearchSpace(
             high=10000,
             description="New unique SFT pairs that start a learning cycle",
             primitive="learning",
+            default=50,
         ),
     ],
     constraints=["learning.routing_rule = decayed needs learning.half_life_seconds > 0"],
@@ -136,11 +141,11 @@ class LearningParams:
     def of(cls, params: dict[str, Any]) -> LearningParams:
         half_life = float(params.get("learning.half_life_seconds", 0) or 0)
         out = cls(
-            rule=str(params.get("learning.routing_rule", "mean")),
-            min_samples=int(params.get("learning.min_samples", 1)),
+            rule=str(params.get("learning.routing_rule", "lcb")),
+            min_samples=int(params.get("learning.min_samples", 5)),
             half_life=half_life if half_life > 0 else None,
             min_quality=float(params.get("learning.min_quality", 0.7)),
-            sft_threshold=int(params.get("learning.sft_threshold", 100)),
+            sft_threshold=int(params.get("learning.sft_threshold", 50)),
         )
         check_rule(out.rule, out.half_life)
         if out.min_samples < 1 or out.sft_threshold < 1 or not 0 <= out.min_quality <= 1:

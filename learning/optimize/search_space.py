@@ -31,9 +31,15 @@ class SearchDimension(BaseModel):
     high: float | None = None
     description: str = ""
     primitive: str = ""
+    # the value used where a proposal leaves this dimension out and no earlier trial set it
+    default: Any = None
 
     def problems(self) -> list[str]:
         out = []
+        if self.default is not None:
+            _, _, rejection = _check_value(self, self.default)
+            if rejection:
+                out.append(f"{self.name}: default is invalid: {rejection}")
         if self.dim_type in ("categorical", "subset") and not self.values:
             out.append(f"{self.name}: a {self.dim_type} dimension needs a non-empty 'values' list")
         if self.dim_type in ("continuous", "integer"):
@@ -43,7 +49,9 @@ class SearchDimension(BaseModel):
                 out.append(f"{self.name}: needs finite low <= high, got [{self.low}, {self.high}]")
         return out
 
-    def default(self) -> Any:
+    def fallback(self) -> Any:
+        if self.default is not None:
+            return _check_value(self, self.default)[0]
         if self.dim_type == "categorical":
             return self.values[0]
         if self.dim_type == "subset":
@@ -82,7 +90,7 @@ class SearchSpace(BaseModel):
         return None
 
     def defaults(self) -> dict[str, Any]:
-        return {**{d.name: d.default() for d in self.dimensions}, **self.fixed}
+        return {**{d.name: d.fallback() for d in self.dimensions}, **self.fixed}
 
     def to_prompt_description(self) -> str:
         """Markdown for the optimizer prompt, in the reference's layout."""
@@ -215,7 +223,7 @@ def build_search_space(cfg: dict[str, Any]) -> SearchSpace:
         if not isinstance(entry, dict):
             errors.append(f"optimize.search[{i}] must be a table")
             continue
-        unknown = set(entry) - {"name", "type", "values", "low", "high", "description"}
+        unknown = set(entry) - {"name", "type", "values", "low", "high", "description", "default"}
         if unknown:
             errors.append(f"optimize.search[{i}]: unknown keys {sorted(unknown)}")
         name = str(entry.get("name", ""))
@@ -231,6 +239,7 @@ def build_search_space(cfg: dict[str, Any]) -> SearchSpace:
                 low=entry.get("low"),
                 high=entry.get("high"),
                 description=str(entry.get("description", "")),
+                default=entry.get("default"),
                 primitive=name.split(".", 1)[0] if "." in name else "",
             )
         except ValidationError as exc:

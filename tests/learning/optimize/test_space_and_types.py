@@ -164,3 +164,13 @@ def test_objective_spec_validates():
         ObjectiveSpec(metric="accuracy", direction="up")
     with pytest.raises(ValueError):
         ObjectiveSpec(metric="accuracy", weight=0)
+
+
+def test_defaults_come_from_the_file_and_are_checked():
+    s = build_search_space(
+        {"optimize": {"search": [{"name": "a.n", "type": "integer", "low": 0, "high": 100, "default": 7}]}}
+    )
+    assert s.defaults() == {"a.n": 7}
+    assert s.check({}).params == {"a.n": 7}
+    with pytest.raises(ConfigError, match="default is invalid"):
+        build_search_space({"optimize": {"search": [{"name": "a.m", "values": ["x"], "default": "y"}]}})
