@@ -116,7 +116,8 @@ def test_worker_env_names_real_worker_settings(monkeypatch):
     from streams.settings import Settings
 
     assert set(WORKER_SETTINGS.values()) <= set(Settings.model_fields)
-    env = worker_env({"learning.routing_rule": "decayed", "learning.half_life_seconds": 600.0, "learning.min_samples": 3})
+    params = {"learning.routing_rule": "decayed", "learning.half_life_seconds": 600.0, "learning.min_samples": 3}
+    env = worker_env(params)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = Settings()

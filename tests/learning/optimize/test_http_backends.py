@@ -40,7 +40,8 @@ def test_openai_request_shape_and_answer():
 
 
 def test_timeouts_and_server_errors_are_retried_with_backoff():
-    with scripted_llm(queue(Reply("late", delay=1.5), Reply(status=503), Reply(raw=b"<html>proxy</html>"), Reply("ok"))) as llm:
+    replies = queue(Reply("late", delay=1.5), Reply(status=503), Reply(raw=b"<html>proxy</html>"), Reply("ok"))
+    with scripted_llm(replies) as llm:
         backend = OpenAICompatibleBackend(llm.url, timeout=0.5, max_retries=3, backoff=0.01)
         assert ask(backend) == "ok"
     assert len(llm.requests) == 4
@@ -55,9 +56,11 @@ def test_retries_are_bounded_and_the_error_says_why():
 
 
 def test_client_errors_are_not_retried():
-    with scripted_llm(lambda request: Reply(status=401, raw=b'{"error": "bad key"}')) as llm:
-        with pytest.raises(BackendError, match="HTTP 401"):
-            ask(OpenAICompatibleBackend(llm.url, max_retries=3, backoff=0.01))
+    with (
+        scripted_llm(lambda request: Reply(status=401, raw=b'{"error": "bad key"}')) as llm,
+        pytest.raises(BackendError, match="HTTP 401"),
+    ):
+        ask(OpenAICompatibleBackend(llm.url, max_retries=3, backoff=0.01))
     assert len(llm.requests) == 1
 
 
