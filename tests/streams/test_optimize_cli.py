@@ -122,3 +122,19 @@ def test_worker_env_names_real_worker_settings(monkeypatch):
         monkeypatch.setenv(key, value)
     settings = Settings()
     assert (settings.ranking_rule, settings.half_life_seconds, settings.min_samples) == ("decayed", 600.0, 3)
+
+
+def test_the_documented_example_config_loads(tmp_path):
+    from pathlib import Path
+
+    from learning.optimize.config import settings_from_file
+    from tests.openjarvis_db import write_openjarvis_db
+
+    example = Path(__file__).resolve().parents[2] / "docs" / "optimize.example.toml"
+    (tmp_path / "optimize.toml").write_text(example.read_text())
+    write_openjarvis_db(tmp_path / "traces.db", recorded_traces(50))
+    s = settings_from_file(tmp_path / "optimize.toml")
+    assert [d.name for d in s.search_space.dimensions][0] == "learning.routing_rule"
+    assert [o.metric for o in s.objectives] == ["regret", "total_cost_usd", "mean_latency_seconds"]
+    assert s.answer_retries == 2 and s.store_path == tmp_path / "optimize.db"
+    assert len(s.runner.traces) == 50
