@@ -134,7 +134,11 @@ def test_the_documented_example_config_loads(tmp_path):
     (tmp_path / "optimize.toml").write_text(example.read_text())
     write_openjarvis_db(tmp_path / "traces.db", recorded_traces(50))
     s = settings_from_file(tmp_path / "optimize.toml")
-    assert [d.name for d in s.search_space.dimensions][0] == "learning.routing_rule"
+    assert [d.name for d in s.search_space.dimensions] == [
+        "learning.routing_rule",
+        "learning.min_samples",
+        "learning.half_life_seconds",
+    ]
     assert [o.metric for o in s.objectives] == ["regret", "total_cost_usd", "mean_latency_seconds"]
     assert s.answer_retries == 2 and s.store_path == tmp_path / "optimize.db"
     assert len(s.runner.traces) == 50
