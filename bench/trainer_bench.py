@@ -185,7 +185,7 @@ DESCRIPTIONS = {
     "bucket": "tracelearn bucket: length-bucketed, {tpb} tokens/batch",
     "pack-sdpa": "tracelearn pack: 2048-token rows, {tpb} tokens/batch, sdpa",
     "pack-flex": "tracelearn pack: 2048-token rows, {tpb} tokens/batch, flex_attention",
-    "e2e": "LoRATrainer.train() with defaults (auto, checkpointing, eval split), {tpb} tokens/batch",
+    "e2e": "LoRATrainer.train() (auto batching, eval split, checkpointing {ckpt}), {tpb} tokens/batch",
 }
 
 
@@ -218,6 +218,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--tokens-per-batch", type=int, default=16384)
     parser.add_argument("--variants", default="reference,bucket,pack-sdpa,pack-flex")
+    parser.add_argument("--e2e-checkpointing", choices=["on", "off"], default="on", help="the seed's default is on")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model_path = build(args.shape, Path(tmp))
@@ -237,7 +238,7 @@ def main() -> None:
             "bucket": replace(base, batching="bucket"),
             "pack-sdpa": replace(base, batching="pack", attn_implementation="sdpa"),
             "pack-flex": replace(base, batching="pack", attn_implementation="flex_attention"),
-            "e2e": replace(base, gradient_checkpointing=True, eval_fraction=0.1),
+            "e2e": replace(base, gradient_checkpointing=args.e2e_checkpointing == "on", eval_fraction=0.1),
         }
         rows = []
         for name in args.variants.split(","):
@@ -250,7 +251,7 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for r in rows:
             leak = "-" if r["leak"] is None else f"{r['leak']:.3g}"
-            desc = DESCRIPTIONS[r["name"]].format(tpb=args.tokens_per_batch)
+            desc = DESCRIPTIONS[r["name"]].format(tpb=args.tokens_per_batch, ckpt=args.e2e_checkpointing)
             print(f"| {desc} | {r['tokens_per_second']:,.0f} | {r['padding']:.0%} | {r['peak_gib']:.1f} | {leak} |")
         gpu = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
         print(
