@@ -12,6 +12,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
 from pydantic import SecretStr
@@ -35,7 +36,7 @@ def _secret(key: SecretStr | str | None) -> SecretStr | None:
     return SecretStr(key)
 
 
-class _HttpBackend:
+class _HttpBackend(ABC):
     def __init__(
         self,
         base_url: str,
@@ -56,8 +57,8 @@ class _HttpBackend:
     def __repr__(self) -> str:  # never show the key
         return f"{type(self).__name__}({self.base_url!r})"
 
-    def _headers(self) -> dict[str, str]:
-        raise NotImplementedError
+    @abstractmethod
+    def _headers(self) -> dict[str, str]: ...
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         url = self.base_url + path

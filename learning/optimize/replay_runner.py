@@ -23,7 +23,7 @@ from typing import Any
 from learning.classifier import classify_query
 from learning.errors import ConfigError, InvalidTraceError, StoreError
 from learning.models import FeedbackEvent, Trace, parse_feedback, parse_trace
-from learning.optimize.search_space import SearchDimension, SearchSpace
+from learning.optimize.search_space import SearchSpace, dimension
 from learning.optimize.types import ObjectiveSpec, RunSummary, TrialConfig, TrialResult
 from learning.routing.ranking import RULES, best_model, check_rule
 from learning.state.ledger import ContributionLedger
@@ -34,49 +34,44 @@ from learning.store import OpenJarvisTraceStore, run_blocking
 
 LEARNING_SEARCH_SPACE = SearchSpace(
     dimensions=[
-        SearchDimension(
-            name="learning.routing_rule",
-            dim_type="categorical",
+        dimension(
+            "learning.routing_rule",
+            "categorical",
+            "How a class's best model is ranked: mean of qualifying feedback, lower confidence bound of all "
+            "feedback, or exponentially decayed mean (needs a half-life)",
             values=list(RULES),
-            description="How a class's best model is ranked: mean of qualifying feedback, lower confidence "
-            "bound of all feedback, or exponentially decayed mean (needs a half-life)",
-            primitive="learning",
             default="lcb",
         ),
-        SearchDimension(
-            name="learning.min_samples",
-            dim_type="integer",
+        dimension(
+            "learning.min_samples",
+            "integer",
+            "Samples a model needs in a class before it can be recommended",
             low=1,
             high=50,
-            description="Samples a model needs in a class before it can be recommended",
-            primitive="learning",
             default=5,
         ),
-        SearchDimension(
-            name="learning.half_life_seconds",
-            dim_type="continuous",
+        dimension(
+            "learning.half_life_seconds",
+            "continuous",
+            "Half-life of the decayed statistics in event-time seconds (0 = no decay)",
             low=0,
             high=30 * 86400,
-            description="Half-life of the decayed statistics in event-time seconds (0 = no decay)",
-            primitive="learning",
             default=0.0,
         ),
-        SearchDimension(
-            name="learning.min_quality",
-            dim_type="continuous",
+        dimension(
+            "learning.min_quality",
+            "continuous",
+            "Feedback at or above which a successful trace qualifies (mean rule, SFT pairs)",
             low=0.0,
             high=1.0,
-            description="Feedback at or above which a successful trace qualifies (mean rule, SFT pairs)",
-            primitive="learning",
             default=0.7,
         ),
-        SearchDimension(
-            name="learning.sft_threshold",
-            dim_type="integer",
+        dimension(
+            "learning.sft_threshold",
+            "integer",
+            "New unique SFT pairs that start a learning cycle",
             low=1,
             high=10000,
-            description="New unique SFT pairs that start a learning cycle",
-            primitive="learning",
             default=50,
         ),
     ],

@@ -265,13 +265,14 @@ def build_search_space(cfg: dict[str, Any]) -> SearchSpace:
     return SearchSpace(dimensions=dims, fixed=dict(fixed), constraints=list(rules))
 
 
-def _dim(name: str, kind: DimType, description: str, **kw: Any) -> SearchDimension:
+def dimension(name: str, kind: DimType, description: str, **kw: Any) -> SearchDimension:
+    """A dimension whose primitive is the part of its dotted name before the first dot."""
     return SearchDimension(name=name, dim_type=kind, description=description, primitive=name.split(".")[0], **kw)
 
 
 DEFAULT_SEARCH_SPACE = SearchSpace(
     dimensions=[
-        _dim(
+        dimension(
             "intelligence.model",
             "categorical",
             "The language model that answers",
@@ -286,24 +287,24 @@ DEFAULT_SEARCH_SPACE = SearchSpace(
                 "deepseek-r1:8b",
             ],
         ),
-        _dim("intelligence.temperature", "continuous", "Sampling temperature", low=0.0, high=1.0),
-        _dim("intelligence.max_tokens", "integer", "Maximum tokens per answer", low=256, high=8192),
-        _dim("intelligence.top_p", "continuous", "Nucleus sampling threshold", low=0.0, high=1.0),
-        _dim("intelligence.system_prompt", "text", "System prompt of the model"),
-        _dim(
+        dimension("intelligence.temperature", "continuous", "Sampling temperature", low=0.0, high=1.0),
+        dimension("intelligence.max_tokens", "integer", "Maximum tokens per answer", low=256, high=8192),
+        dimension("intelligence.top_p", "continuous", "Nucleus sampling threshold", low=0.0, high=1.0),
+        dimension("intelligence.system_prompt", "text", "System prompt of the model"),
+        dimension(
             "engine.backend",
             "categorical",
             "Inference engine",
             values=["ollama", "vllm", "sglang", "llamacpp", "mlx", "lmstudio", "exo", "nexa", "uzu", "apple_fm"],
         ),
-        _dim(
+        dimension(
             "agent.type",
             "categorical",
             "Agent architecture",
             values=["simple", "orchestrator", "native_react", "native_openhands"],
         ),
-        _dim("agent.max_turns", "integer", "Maximum agent turns", low=1, high=30),
-        _dim(
+        dimension("agent.max_turns", "integer", "Maximum agent turns", low=1, high=30),
+        dimension(
             "tools.tool_set",
             "subset",
             "Tools available to the agent",
@@ -321,7 +322,7 @@ DEFAULT_SEARCH_SPACE = SearchSpace(
                 "database_query",
             ],
         ),
-        _dim(
+        dimension(
             "learning.routing_policy",
             "categorical",
             "How queries are routed to models",

@@ -108,14 +108,19 @@ class RunSummary(_Model):
     ttft_stats: MetricStats | None = None
 
 
-class BenchmarkScore(_Model):
-    benchmark: str
+class _Scores(_Model):
+    """The aggregate scores a benchmark or a whole trial reports."""
+
     accuracy: float = 0.0
     mean_latency_seconds: float = 0.0
     total_cost_usd: float = 0.0
     total_energy_joules: float = 0.0
     total_tokens: int = 0
     samples_evaluated: int = 0
+
+
+class BenchmarkScore(_Scores):
+    benchmark: str
     errors: int = 0
     weight: float = 1.0
     summary: RunSummary | None = None
@@ -133,17 +138,11 @@ class TrialFeedback(_Model):
 TrialStatus = Literal["completed", "failed"]
 
 
-class TrialResult(_Model):
+class TrialResult(_Scores):
     trial_id: str
     config: TrialConfig
     status: TrialStatus = "completed"
     error: str | None = None
-    accuracy: float = 0.0
-    mean_latency_seconds: float = 0.0
-    total_cost_usd: float = 0.0
-    total_energy_joules: float = 0.0
-    total_tokens: int = 0
-    samples_evaluated: int = 0
     metrics: dict[str, float] = Field(default_factory=dict)
     analysis: str = ""
     failure_modes: list[str] = Field(default_factory=list)
