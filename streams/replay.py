@@ -24,6 +24,7 @@ class Progress:
         self.started = time.monotonic()
         self.last = 0.0
         self.done = 0
+        self.shown = -1
 
     def advance(self, n: int = 1) -> None:
         self.done += n
@@ -37,6 +38,7 @@ class Progress:
         fraction = self.done / self.total if self.total else 1.0
         bar = "#" * int(30 * fraction)
         rate = self.done / elapsed
+        self.shown = self.done
         print(
             f"\r{self.label} [{bar:<30}] {self.done}/{self.total} ({fraction:.0%}) {rate:,.0f}/s",
             end="",
@@ -45,7 +47,8 @@ class Progress:
         )
 
     def close(self) -> None:
-        self.render()
+        if self.shown != self.done:  # the final state once, not twice in a log file
+            self.render()
         print(file=self.stream)  # type: ignore[arg-type]
 
 

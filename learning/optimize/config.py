@@ -11,6 +11,8 @@
     model = "qwen3:8b"
     base_url = "http://localhost:11434/v1"
     api_key_env = "OPENAI_API_KEY"    # the key is read from this environment variable, never from the file
+                                      # (default: TRACELEARN_OPTIMIZER_API_KEY; base_url defaults to
+                                      # TRACELEARN_OPTIMIZER_BASE_URL, then a local server)
     timeout_seconds = 60              # per HTTP request; max_retries = 3 more tries with backoff
     answer_retries = 2                # more answers asked for when one is not valid JSON or not in the space
 
@@ -112,17 +114,18 @@ def _backend(opt: dict[str, Any]) -> tuple[InferenceBackend, str]:
     if not model:
         raise ConfigError("optimize.optimizer.model is required (the model name the endpoint serves)")
     key_env = cfg.get("api_key_env")
-    key = os.environ.get(key_env) if key_env else None
+    key = os.environ.get(key_env) if key_env else os.environ.get("TRACELEARN_OPTIMIZER_API_KEY")
     if key_env and key is None:
         raise ConfigError(f"optimize.optimizer.api_key_env names {key_env}, which is not set")
+    base_url = cfg.get("base_url") or os.environ.get("TRACELEARN_OPTIMIZER_BASE_URL")
     kw: dict[str, Any] = {
         "timeout": float(cfg.get("timeout_seconds", 60)),
         "max_retries": int(cfg.get("max_retries", 3)),
     }
     if kind == "openai":
-        return OpenAICompatibleBackend(cfg.get("base_url", "http://localhost:8000/v1"), key, **kw), str(model)
+        return OpenAICompatibleBackend(base_url or "http://localhost:8000/v1", key, **kw), str(model)
     if kind == "anthropic":
-        return AnthropicBackend(cfg.get("base_url", "https://api.anthropic.com"), key, **kw), str(model)
+        return AnthropicBackend(base_url or "https://api.anthropic.com", key, **kw), str(model)
     raise ConfigError(f"optimize.optimizer.backend must be 'openai' or 'anthropic', got {kind!r}")
 
 

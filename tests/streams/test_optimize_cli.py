@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import tomllib
+from pathlib import Path
 
+import pytest
+
+from learning.errors import ConfigError
 from learning.optimize import OptimizationStore
+from learning.optimize.config import settings_from_file
 from streams.cli import main
+from streams.optimize_cli import WORKER_SETTINGS, worker_env
+from streams.settings import Settings
+from tests.openjarvis_db import write_openjarvis_db
 from tests.recorded_traces import recorded_traces, write_jsonl
 from tests.scripted_llm import Reply, config_answer, feedback_answer, scripted_llm
 
@@ -112,9 +120,6 @@ def test_optimize_errors_are_clear(tmp_path, capsys):
 
 
 def test_worker_env_names_real_worker_settings(monkeypatch):
-    from streams.optimize_cli import WORKER_SETTINGS, worker_env
-    from streams.settings import Settings
-
     assert set(WORKER_SETTINGS.values()) <= set(Settings.model_fields)
     params = {"learning.routing_rule": "decayed", "learning.half_life_seconds": 600.0, "learning.min_samples": 3}
     env = worker_env(params)
@@ -125,11 +130,6 @@ def test_worker_env_names_real_worker_settings(monkeypatch):
 
 
 def test_the_documented_example_config_loads(tmp_path):
-    from pathlib import Path
-
-    from learning.optimize.config import settings_from_file
-    from tests.openjarvis_db import write_openjarvis_db
-
     example = Path(__file__).resolve().parents[2] / "docs" / "optimize.example.toml"
     (tmp_path / "optimize.toml").write_text(example.read_text())
     write_openjarvis_db(tmp_path / "traces.db", recorded_traces(50))
@@ -142,3 +142,19 @@ def test_the_documented_example_config_loads(tmp_path):
     assert [o.metric for o in s.objectives] == ["regret", "total_cost_usd", "mean_latency_seconds"]
     assert s.answer_retries == 2 and s.store_path == tmp_path / "optimize.db"
     assert len(s.runner.traces) == 50
+
+
+def test_endpoint_and_key_can_come_from_the_environment(tmp_path, monkeypatch):
+    write_jsonl(recorded_traces(20), tmp_path / "t.jsonl")
+    (tmp_path / "o.toml").write_text('[optimize.optimizer]\nmodel = "m"\n[optimize.runner]\ntraces = "t.jsonl"\n')
+    monkeypatch.setenv("TRACELEARN_OPTIMIZER_BASE_URL", "http://gpu-box:8000/v1")
+    monkeypatch.setenv("TRACELEARN_OPTIMIZER_API_KEY", "sk-env")
+    backend = settings_from_file(tmp_path / "o.toml").backend
+    assert backend.base_url == "http://gpu-box:8000/v1"
+    assert backend.api_key.get_secret_value() == "sk-env" and "sk-env" not in repr(backend)
+    (tmp_path / "o.toml").write_text(
+        '[optimize.optimizer]\nmodel = "m"\napi_key_env = "NOPE_KEY"\n[optimize.runner]\ntraces = "t.jsonl"\n'
+    )
+    monkeypatch.delenv("NOPE_KEY", raising=False)
+    with pytest.raises(ConfigError, match="NOPE_KEY, which is not set"):
+        settings_from_file(tmp_path / "o.toml")
