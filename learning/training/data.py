@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -100,23 +101,24 @@ def bucket_batches(
 def pack_rows(
     examples: list[Example], *, row_length: int, rows_per_batch: int, rng: random.Random | None = None
 ) -> list[list[list[Example]]]:
-    """First-fit-decreasing packing of examples into rows of at most ``row_length`` tokens.
+    """Best-fit-decreasing packing of examples into rows of at most ``row_length`` tokens.
 
     Returns batches of rows; a row is the examples it holds, in order. The collator gives each example its
     own position ids starting at 0, which is what keeps examples from attending to each other in a row.
+    Rows with room are kept sorted by free space, so packing n examples costs O(n log n) searches.
     """
     rows: list[list[Example]] = []
-    free: list[int] = []
+    room: list[tuple[int, int]] = []  # (free tokens, row index), ascending
     for ex in sorted(examples, key=lambda e: len(e.input_ids), reverse=True):
         n = len(ex.input_ids)
-        for i, room in enumerate(free):
-            if n <= room:
-                rows[i].append(ex)
-                free[i] -= n
-                break
+        i = bisect.bisect_left(room, (n, -1))
+        if i < len(room):
+            free, row = room.pop(i)
+            rows[row].append(ex)
+            bisect.insort(room, (free - n, row))
         else:
             rows.append([ex])
-            free.append(row_length - n)
+            bisect.insort(room, (row_length - n, len(rows) - 1))
     if rng is not None:
         rng.shuffle(rows)
     return [rows[i : i + rows_per_batch] for i in range(0, len(rows), rows_per_batch)]

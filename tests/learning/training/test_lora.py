@@ -99,7 +99,7 @@ def test_packing_places_every_example_once_within_the_row_length():
     assert all(sum(len(e.input_ids) for e in row) <= 512 for row in rows)
     assert all(len(b) <= 4 for b in batches)
     fill = sum(len(e.input_ids) for e in examples) / (512 * len(rows))
-    assert fill > 0.9  # first-fit decreasing leaves little room unused
+    assert fill > 0.9  # best-fit decreasing leaves little room unused
 
 
 def test_train_with_packing(tiny, tmp_path):
