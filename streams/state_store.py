@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -54,6 +55,9 @@ class PartitionDB:
         self._db: sqlite3.Connection | None = None
         self.source_id = ""
         self.next_seq = 1
+        # Held by every statement batch that may run in a worker thread, and by close(): a task cancelled
+        # at shutdown leaves its thread running, and closing the connection under it crashed the process.
+        self._lock = threading.Lock()
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -86,9 +90,10 @@ class PartitionDB:
         return self
 
     async def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self._lock:  # waits (at most one batch) for a thread still writing
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     # -- reads ------------------------------------------------------------------------------------
     async def get_meta(self, key: str) -> Any:
@@ -107,10 +112,11 @@ class PartitionDB:
 
     def _ledger_entries(self, ids: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
-        for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
-            chunk = ids[start : start + 900]
-            sql = f"SELECT trace_id, entry FROM ledger WHERE trace_id IN ({','.join('?' * len(chunk))})"
-            found.update({tid: entry for tid, entry in self.db.execute(sql, chunk).fetchall()})
+        with self._lock:
+            for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+                chunk = ids[start : start + 900]
+                sql = f"SELECT trace_id, entry FROM ledger WHERE trace_id IN ({','.join('?' * len(chunk))})"
+                found.update({tid: entry for tid, entry in self.db.execute(sql, chunk).fetchall()})
         return found
 
     async def sft_representatives(self, pair_ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
@@ -201,6 +207,17 @@ class PartitionDB:
         drop_pairs: Iterable[str],
     ) -> None:
         """One atomic transaction for everything a batch changed."""
+        with self._lock:
+            self._commit_locked(ledger, offsets, outbox, meta, drop_pairs)
+
+    def _commit_locked(
+        self,
+        ledger: dict[str, tuple[str, float]] | None,
+        offsets: dict[tuple[str, int], int] | None,
+        outbox: list[OutRecord] | None,
+        meta: dict[str, Any] | None,
+        drop_pairs: Iterable[str],
+    ) -> None:
         db = self.db
         try:
             if ledger:
