@@ -1,0 +1,70 @@
+"""Stage 1 alone, without a broker: traces/s of ``Stage1.process`` on realistic records, and a profile.
+
+    .venv/bin/python bench/stage1_profile.py [--traces 40000] [--batch 5000] [--profile]
+
+The ceiling the full pipeline can reach per process (it also consumes, runs stage 2 and sends).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import trace_payload
+from streams.metrics import WorkerMetrics
+from streams.records import InRecord, OutRecord
+from streams.settings import Settings
+from streams.stage1 import Stage1
+
+
+async def run(args: argparse.Namespace) -> None:
+    rng = random.Random(0)
+    records = [
+        InRecord("tracelearn.traces", i % 4, i // 4, f"b{i}".encode(), trace_payload(i, rng))
+        for i in range(args.traces)
+    ]
+    sent: list[OutRecord] = []
+
+    async def send(out: list[OutRecord]) -> None:
+        sent.extend(out)
+
+    stage = Stage1(
+        Settings(state_dir=Path(tempfile.mkdtemp(prefix="tl-stage1-"))), send, WorkerMetrics(CollectorRegistry())
+    )
+    await stage.process(records[:8])  # opens the partition stores
+    profiler = cProfile.Profile() if args.profile else None
+    started = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    for i in range(8, len(records), args.batch):
+        await stage.process(records[i : i + args.batch])
+    if profiler:
+        profiler.disable()
+    seconds = time.perf_counter() - started
+    await stage.close()
+    print(f"stage 1 alone: {(len(records) - 8) / seconds:,.0f} traces/s ({len(records) - 8:,} in {seconds:.1f} s)")
+    if profiler:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--traces", type=int, default=40_000)
+    parser.add_argument("--batch", type=int, default=5_000)
+    parser.add_argument("--profile", action="store_true", help="print the top of a cProfile (slows the run)")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
