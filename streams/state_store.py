@@ -20,12 +20,14 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from streams.errors import StateStoreError
 from streams.records import OutRecord
+
+T = TypeVar("T")
 
 SEQ_HEADER = "tl-seq"
 # Above this many rows a statement batch runs in a thread, where SQLite works without holding the GIL.
@@ -107,16 +109,15 @@ class PartitionDB:
     async def ledger_entries(self, trace_ids: Iterable[str]) -> dict[str, str]:
         ids = list(dict.fromkeys(trace_ids))
         if len(ids) > BIG_BATCH:
-            return await asyncio.to_thread(self._ledger_entries, ids)
-        return self._ledger_entries(ids)
+            return await asyncio.to_thread(self._locked, self._ledger_entries, ids)
+        return self._locked(self._ledger_entries, ids)
 
     def _ledger_entries(self, ids: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
-        with self._lock:
-            for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
-                chunk = ids[start : start + 900]
-                sql = f"SELECT trace_id, entry FROM ledger WHERE trace_id IN ({','.join('?' * len(chunk))})"
-                found.update({tid: entry for tid, entry in self.db.execute(sql, chunk).fetchall()})
+        for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
+            chunk = ids[start : start + 900]
+            sql = f"SELECT trace_id, entry FROM ledger WHERE trace_id IN ({','.join('?' * len(chunk))})"
+            found.update({tid: entry for tid, entry in self.db.execute(sql, chunk).fetchall()})
         return found
 
     async def sft_representatives(self, pair_ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
@@ -194,23 +195,15 @@ class PartitionDB:
         """One atomic transaction for everything a batch changed (in a thread when it is big)."""
         size = len(ledger or {}) + len(outbox or [])
         if size > BIG_BATCH:
-            await asyncio.to_thread(self._commit, ledger, offsets, outbox, meta, drop_pairs)
+            await asyncio.to_thread(self._locked, self._commit, ledger, offsets, outbox, meta, drop_pairs)
         else:
-            self._commit(ledger, offsets, outbox, meta, drop_pairs)
+            self._locked(self._commit, ledger, offsets, outbox, meta, drop_pairs)
+
+    def _locked(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            return fn(*args)
 
     def _commit(
-        self,
-        ledger: dict[str, tuple[str, float]] | None,
-        offsets: dict[tuple[str, int], int] | None,
-        outbox: list[OutRecord] | None,
-        meta: dict[str, Any] | None,
-        drop_pairs: Iterable[str],
-    ) -> None:
-        """One atomic transaction for everything a batch changed."""
-        with self._lock:
-            self._commit_locked(ledger, offsets, outbox, meta, drop_pairs)
-
-    def _commit_locked(
         self,
         ledger: dict[str, tuple[str, float]] | None,
         offsets: dict[tuple[str, int], int] | None,

@@ -18,7 +18,7 @@ def test_close_waits_for_a_thread_commit_of_a_cancelled_task(tmp_path, monkeypat
 
     async def main() -> None:
         db = await PartitionDB(tmp_path / "p0.db").open()
-        original = db._commit_locked
+        original = db._commit
 
         def slow_commit(*args: object) -> None:
             entered.set()
@@ -26,7 +26,7 @@ def test_close_waits_for_a_thread_commit_of_a_cancelled_task(tmp_path, monkeypat
             original(*args)
             events.append("committed")
 
-        monkeypatch.setattr(db, "_commit_locked", slow_commit)
+        monkeypatch.setattr(db, "_commit", slow_commit)
         ledger = {f"t{i}": ("[]", 0.0) for i in range(BIG_BATCH + 1)}  # big enough for the thread path
         task = asyncio.create_task(db.commit(ledger=ledger, offsets={("traces", 0): 10}))
         while not entered.is_set():
