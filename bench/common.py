@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -22,11 +23,17 @@ QUERIES = [
 MODELS = ["small-1b", "mid-8b", "big-70b", "coder-7b"]
 
 
+def trace_id(i: int, prefix: str = "b") -> str:
+    """A random-looking 16-hex-digit id, like OpenJarvis's (uuid4 hex): ids in arrival order would make
+    the ledger's inserts look cheaper than they are."""
+    return hashlib.blake2b(f"{prefix}{i}".encode(), digest_size=8).hexdigest()
+
+
 def trace_payload(i: int, rng: random.Random, *, query: str | None = None, prefix: str = "b") -> bytes:
     """A realistic ~400-byte trace, built without pydantic so the producer is not the bottleneck."""
     q = query if query is not None else QUERIES[i % len(QUERIES)]
     doc = {
-        "trace_id": f"{prefix}{i}",
+        "trace_id": trace_id(i, prefix),
         "query": q,
         "agent": "assistant" if i % 3 else "researcher",
         "model": MODELS[i % 4],
@@ -56,7 +63,7 @@ async def produce(bootstrap: str, topic: str, n: int, *, prefix: str = "b", seed
         pending = []
         for i in range(n):
             pending.append(
-                await producer.send(topic, trace_payload(i, rng, prefix=prefix), key=f"{prefix}{i}".encode())
+                await producer.send(topic, trace_payload(i, rng, prefix=prefix), key=trace_id(i, prefix).encode())
             )
             if len(pending) >= 20_000:
                 for f in pending:

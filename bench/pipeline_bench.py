@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, metric, produce, rss_mib, trace_payload
+from bench.common import machine, metric, produce, rss_mib, trace_id, trace_payload
 from streams.broker import EmbeddedBroker, free_port
 from streams.sdk import RoutingTableView
 from streams.settings import Settings
@@ -136,7 +136,9 @@ async def latency(settings: Settings, rate: float, seconds: float) -> list[float
             await asyncio.sleep(delay)
         sent_at.append(time.perf_counter())
         await producer.send(
-            settings.traces_topic, trace_payload(i, rng, query="hi there", prefix="lat"), key=f"lat{i}".encode()
+            settings.traces_topic,
+            trace_payload(i, rng, query="hi there", prefix="lat"),
+            key=trace_id(i, "lat").encode(),
         )
     await producer.flush()
     await asyncio.sleep(3)
@@ -166,6 +168,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--latency-seconds", type=float, default=20)
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument(
+        "--throughput-only", action="store_true", help="only the pre-load, raw consume and full-pipeline drain"
+    )
     args = parser.parse_args()
     if args.quick:
         args.traces, args.naive_traces, args.memory_traces, args.latency_seconds = 20_000, 5_000, 40_000, 5
@@ -195,15 +200,16 @@ def main() -> None:
             )
         )
 
-        asyncio.run(create_topic(bs, "bench.naive", 4))
-        asyncio.run(produce(bs, "bench.naive", args.naive_traces, prefix="n"))
-        print("naive Faust agent ...", flush=True)
-        rows.append(
-            (
-                "naive Faust agent, one event at a time",
-                f"{naive_faust(bs, 'bench.naive', args.naive_traces):,.0f} traces/s",
+        if not args.throughput_only:
+            asyncio.run(create_topic(bs, "bench.naive", 4))
+            asyncio.run(produce(bs, "bench.naive", args.naive_traces, prefix="n"))
+            print("naive Faust agent ...", flush=True)
+            rows.append(
+                (
+                    "naive Faust agent, one event at a time",
+                    f"{naive_faust(bs, 'bench.naive', args.naive_traces):,.0f} traces/s",
+                )
             )
-        )
 
         print("full pipeline ...", flush=True)
         worker = start_worker(settings, Path(tmp) / "state", Path(tmp) / "worker.log")
@@ -215,27 +221,28 @@ def main() -> None:
                     f"{rate:,.0f} traces/s ({args.traces:,} in {seconds:.1f} s)",
                 )
             )
-            print("latency ...", flush=True)
-            lat = asyncio.run(latency(settings, args.rate, args.latency_seconds))
-            rows.append(
-                (
-                    f"produce -> routing update at {args.rate:.0f} traces/s",
-                    f"p50 {1000 * pct(lat, 0.5):.0f} ms, p99 {1000 * pct(lat, 0.99):.0f} ms, "
-                    f"max {1000 * max(lat):.0f} ms (n={len(lat)})",
+            if not args.throughput_only:
+                print("latency ...", flush=True)
+                lat = asyncio.run(latency(settings, args.rate, args.latency_seconds))
+                rows.append(
+                    (
+                        f"produce -> routing update at {args.rate:.0f} traces/s",
+                        f"p50 {1000 * pct(lat, 0.5):.0f} ms, p99 {1000 * pct(lat, 0.99):.0f} ms, "
+                        f"max {1000 * max(lat):.0f} ms (n={len(lat)})",
+                    )
                 )
-            )
-            print("memory ...", flush=True)
-            done = args.traces + len(lat)
-            rss = [(done, rss_mib(worker.pid))]
-            step = max(args.memory_traces // 4, 1)
-            produced = done
-            while produced < args.memory_traces:
-                batch = min(step, args.memory_traces - produced)
-                asyncio.run(produce(bs, settings.traces_topic, batch, prefix=f"m{produced}-"))
-                produced += batch
-                drain(url, produced)
-                rss.append((produced, rss_mib(worker.pid)))
-            rows.append(("worker RSS by traces processed", ", ".join(f"{n:,}: {m:.0f} MiB" for n, m in rss)))
+                print("memory ...", flush=True)
+                done = args.traces + len(lat)
+                rss = [(done, rss_mib(worker.pid))]
+                step = max(args.memory_traces // 4, 1)
+                produced = done
+                while produced < args.memory_traces:
+                    batch = min(step, args.memory_traces - produced)
+                    asyncio.run(produce(bs, settings.traces_topic, batch, prefix=f"m{produced}-"))
+                    produced += batch
+                    drain(url, produced)
+                    rss.append((produced, rss_mib(worker.pid)))
+                rows.append(("worker RSS by traces processed", ", ".join(f"{n:,}: {m:.0f} MiB" for n, m in rss)))
         finally:
             worker.terminate()
             try:

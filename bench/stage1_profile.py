@@ -21,9 +21,10 @@ from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import trace_payload
+from bench.common import trace_id, trace_payload
 from streams.metrics import WorkerMetrics
 from streams.records import InRecord, OutRecord
+from streams.runtime import tune_interpreter
 from streams.settings import Settings
 from streams.stage1 import Stage1
 
@@ -31,7 +32,7 @@ from streams.stage1 import Stage1
 async def run(args: argparse.Namespace) -> None:
     rng = random.Random(0)
     records = [
-        InRecord("tracelearn.traces", i % 4, i // 4, f"b{i}".encode(), trace_payload(i, rng))
+        InRecord("tracelearn.traces", i % 4, i // 4, trace_id(i).encode(), trace_payload(i, rng))
         for i in range(args.traces)
     ]
     sent: list[OutRecord] = []
@@ -39,20 +40,24 @@ async def run(args: argparse.Namespace) -> None:
     async def send(out: list[OutRecord]) -> None:
         sent.extend(out)
 
-    stage = Stage1(
-        Settings(state_dir=Path(tempfile.mkdtemp(prefix="tl-stage1-"))), send, WorkerMetrics(CollectorRegistry())
-    )
+    metrics = WorkerMetrics(CollectorRegistry())
+    stage = Stage1(Settings(state_dir=Path(tempfile.mkdtemp(prefix="tl-stage1-"))), send, metrics)
     await stage.process(records[:8])  # opens the partition stores
+    tune_interpreter()  # as the worker does
     profiler = cProfile.Profile() if args.profile else None
     started = time.perf_counter()
     if profiler:
         profiler.enable()
     for i in range(8, len(records), args.batch):
-        await stage.process(records[i : i + args.batch])
+        await stage.submit(records[i : i + args.batch])
+    await stage.settle()
     if profiler:
         profiler.disable()
     seconds = time.perf_counter() - started
     await stage.close()
+    counted = metrics.traces._value.get()
+    if counted != len(records):
+        raise SystemExit(f"stage 1 counted {counted:,.0f} traces of {len(records):,}")
     print(f"stage 1 alone: {(len(records) - 8) / seconds:,.0f} traces/s ({len(records) - 8:,} in {seconds:.1f} s)")
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)

@@ -41,7 +41,7 @@ _CODE_RULES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
     )
 )
 
-_MATH_GUARDS = ("solve", "integral", "equation", "calculate", "compute", "derivative")
+_MATH_GUARD = re.compile("solve|integral|equation|calculate|compute|derivative")
 _MATH_WORDS = re.compile(r"\b(?:solve|integral|equation|calculate|compute|derivative)\b", re.IGNORECASE)
 _ARITHMETIC = re.compile(r"\d\s*[-+*/^×÷]\s*\(?\s*\d")
 _DIGIT = re.compile(r"\d")
@@ -62,7 +62,7 @@ def _has_code(query: str, lowered: str) -> bool:
 
 
 def _has_math(query: str, lowered: str) -> bool:
-    if any(g in lowered for g in _MATH_GUARDS) and _MATH_WORDS.search(query) is not None:
+    if _MATH_GUARD.search(lowered) is not None and _MATH_WORDS.search(query) is not None:
         return True
     return _DIGIT.search(query) is not None and _ARITHMETIC.search(query) is not None
 

@@ -218,10 +218,13 @@ def describe_validation_error(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+_TRACE_VALIDATOR = Trace.__pydantic_validator__
+
+
 def parse_trace(raw: bytes | str) -> Trace:
     """Parse a JSON trace, raising :class:`InvalidTraceError` whose message names the bad fields."""
     try:
-        return Trace.model_validate_json(raw)
+        return _TRACE_VALIDATOR.validate_json(raw)  # type: ignore[no-any-return]
     except ValidationError as exc:
         raise InvalidTraceError(describe_validation_error(exc)) from None
 

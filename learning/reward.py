@@ -18,10 +18,6 @@ class RewardFunction(ABC):
         """Return the reward for one served query."""
 
 
-def _clamp01(value: float) -> float:
-    return min(1.0, max(0.0, value))
-
-
 class HeuristicRewardFunction(RewardFunction):
     """Computes a scalar reward based on latency, cost, and token efficiency.
 
@@ -64,14 +60,15 @@ class HeuristicRewardFunction(RewardFunction):
         completion_tokens: int = 0,
     ) -> float:
         """The reward from its four inputs (the hot path calls this directly)."""
-        latency_score = _clamp01(1.0 - latency_seconds / self.max_latency)
-        cost_score = _clamp01(1.0 - cost_usd / self.max_cost)
+        # clamped inline (no helper call): this runs once per trace on the stream's hot path
+        latency_score = min(1.0, max(0.0, 1.0 - latency_seconds / self.max_latency))
+        cost_score = min(1.0, max(0.0, 1.0 - cost_usd / self.max_cost))
         total = prompt_tokens + completion_tokens
-        efficiency = _clamp01(completion_tokens / total) if total > 0 else 0.5
+        efficiency = min(1.0, max(0.0, completion_tokens / total)) if total > 0 else 0.5
         reward = (
             self.weight_latency * latency_score + self.weight_cost * cost_score + self.weight_efficiency * efficiency
         )
-        return _clamp01(reward)
+        return min(1.0, max(0.0, reward))
 
     def compute(self, context: RoutingContext | None, model_key: str, response: str, **kwargs: Any) -> float:
         return self.score(

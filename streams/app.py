@@ -71,6 +71,8 @@ class Pipeline:
             broker=[f"kafka://{server}" for server in settings.servers()],
             broker_credentials=_credentials(settings),
             store="memory://",
+            # Faust's own directory (default: "<app id>-data" in the working directory) beside our state
+            datadir=str(settings.state_dir / "faust"),
             key_serializer="raw",
             value_serializer="raw",
             topic_allow_declare=False,

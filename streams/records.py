@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class InRecord:
-    """One consumed record."""
+class InRecord(NamedTuple):
+    """One consumed record (a named tuple: one is built per consumed message)."""
 
     topic: str
     partition: int

@@ -13,15 +13,18 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from learning.errors import InvalidTraceError
 from learning.models import FeedbackEvent, Trace, parse_feedback, parse_trace
 from learning.reward import HeuristicRewardFunction
+from learning.state.accumulate import DeltaAccumulator
 from learning.state.contribution import Contribution
 from learning.state.ledger import LedgerEntry, apply_feedback, apply_trace
 from learning.state.tables import LearningState
+from streams import ledger_rows
 from streams.metrics import WorkerMetrics
 from streams.records import InRecord, OutRecord
 from streams.settings import Settings
@@ -70,7 +73,29 @@ def dead_letter(settings: Settings, record: InRecord, reason: str, error: str) -
     return OutRecord(settings.dlq_topic, record.key, record.value, headers)
 
 
+@dataclass
+class _Write:
+    """One partition's share of a prepared batch: its transaction, then the records it sends."""
+
+    partition: int
+    db: PartitionDB
+    ledger: list[tuple[Any, ...]]
+    entries: dict[str, LedgerEntry]
+    offsets: dict[tuple[str, int], int]
+    outbox: list[OutRecord]
+    traces: int
+    feedback: int
+
+
 class Stage1:
+    """Stage 1 over micro-batches, two deep: batch N+1 is prepared on the event loop while batch N is
+    written by a SQLite thread and sent. The entries of the batch in flight are read from memory (the
+    thread has not committed them yet); everything else from the partition's ledger table.
+
+    :meth:`submit` returns once the *previous* batch is durable and sent; :meth:`settle` waits for the
+    last one; :meth:`process` does both (one batch, start to end).
+    """
+
     def __init__(self, settings: Settings, send: Sender, metrics: WorkerMetrics) -> None:
         self.settings = settings
         self.send = send
@@ -80,6 +105,8 @@ class Stage1:
         )
         self._dbs: dict[int, PartitionDB] = {}
         self._offsets: dict[int, dict[tuple[str, int], int]] = {}
+        self._unsettled: dict[int, dict[str, LedgerEntry]] = {}
+        self._in_flight: asyncio.Task[None] | None = None
         self._last_expiry = 0.0
 
     def db_path(self, partition: int) -> Path:
@@ -96,11 +123,16 @@ class Stage1:
         return db
 
     async def forget(self) -> None:
-        """Drop cached state (on rebalance): another worker may own these partitions next."""
-        for db in self._dbs.values():
-            await db.close()
-        self._dbs.clear()
-        self._offsets.clear()
+        """Finish the batch in flight, then drop cached state (on rebalance: another worker may own
+        these partitions next)."""
+        try:
+            await self.settle()
+        finally:
+            for db in self._dbs.values():
+                await db.close()
+            self._dbs.clear()
+            self._offsets.clear()
+            self._unsettled.clear()
 
     async def close(self) -> None:
         await self.forget()
@@ -112,22 +144,44 @@ class Stage1:
             await db.acknowledge(pending[-1].seq)
 
     async def process(self, records: list[InRecord]) -> None:
+        await self.submit(records)
+        await self.settle()
+
+    async def submit(self, records: list[InRecord]) -> None:
         started = time.perf_counter()
         by_partition: dict[int, list[InRecord]] = defaultdict(list)
         for record in records:
             by_partition[record.partition].append(record)
-        touched = []
+        writes = []
         for partition, batch in sorted(by_partition.items()):
-            if await self._process_partition(partition, batch):
-                touched.append(self._dbs[partition])
-        # each partition's records were committed above; their sends can overlap
-        await asyncio.gather(*(self._flush(db) for db in touched))
+            write = await self._prepare(partition, batch)
+            if write is not None:
+                writes.append(write)
+        await self.settle()
+        for write in writes:
+            self._unsettled[write.partition] = write.entries
+        self._in_flight = asyncio.create_task(self._persist(writes, started, len(records)))
+
+    async def settle(self) -> None:
+        """Wait until the last submitted batch is committed and sent (its error, if any, is raised here)."""
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            await task
+
+    async def _persist(self, writes: list[_Write], started: float, size: int) -> None:
+        # partitions are separate files: their transactions, and then their sends, can overlap
+        await asyncio.gather(*(w.db.commit(ledger=w.ledger, offsets=w.offsets, outbox=w.outbox) for w in writes))
+        for w in writes:
+            self._unsettled.pop(w.partition, None)
+            self.metrics.traces.inc(w.traces)
+            self.metrics.feedback.inc(w.feedback)
+        await asyncio.gather(*(self._flush(w.db) for w in writes if w.outbox))
         self.metrics.batch_seconds.labels("stage1").observe(time.perf_counter() - started)
-        self.metrics.batch_size.labels("stage1").observe(len(records))
+        self.metrics.batch_size.labels("stage1").observe(size)
         await self._maybe_expire()
 
-    async def _process_partition(self, partition: int, batch: list[InRecord]) -> bool:
-        """Apply one partition's records and commit them; True when records were staged for sending."""
+    async def _prepare(self, partition: int, batch: list[InRecord]) -> _Write | None:
+        """Apply one partition's records in memory; None when all of them were seen before."""
         db = await self._db(partition)
         offsets = self._offsets[partition]
         fresh = []
@@ -137,68 +191,74 @@ class Stage1:
             else:
                 fresh.append(record)
         if not fresh:
-            return False
+            return None
         settings = self.settings
+        feedback_topic = settings.feedback_topic
         out: list[OutRecord] = []
-        parsed: list[tuple[InRecord, Trace | FeedbackEvent]] = []
+        parsed: list[Trace | FeedbackEvent] = []
         for record in fresh:
             try:
                 if record.value is None:
                     raise InvalidTraceError("empty message value (a tombstone is not a trace)")
-                event: Trace | FeedbackEvent
-                if record.topic == settings.feedback_topic:
-                    event = parse_feedback(record.value)
+                if record.topic == feedback_topic:
+                    parsed.append(parse_feedback(record.value))
                 else:
-                    event = parse_trace(record.value)
-                parsed.append((record, event))
+                    parsed.append(parse_trace(record.value))
             except InvalidTraceError as exc:
                 reason = "invalid_json" if "JSON" in str(exc) else "schema"
                 self.metrics.invalid.labels(reason).inc()
                 out.append(dead_letter(settings, record, str(exc), type(exc).__name__))
 
-        stored = await db.ledger_entries(ev.trace_id for _, ev in parsed)
-        entries: dict[str, LedgerEntry | None] = {
-            tid: LedgerEntry.from_json(json.loads(raw)) for tid, raw in stored.items()
-        }
-        delta = LearningState(half_life=settings.half_life_seconds)
+        unsettled = self._unsettled.get(partition, {})
+        entries: dict[str, LedgerEntry | None] = {}
+        missing = []
+        for event in parsed:
+            tid = event.trace_id
+            if tid in unsettled:
+                entries[tid] = unsettled[tid]
+            else:
+                missing.append(tid)
+        entries.update(await db.ledger_entries(missing))
+        delta = DeltaAccumulator(settings.half_life_seconds)
         ops: list[list[Any]] = []
-        changed: set[str] = set()
+        changed: dict[str, LedgerEntry] = {}
         n_traces = n_feedback = 0
-        for _, event in parsed:
-            entry = entries.get(event.trace_id)
+        min_quality, reward_fn = settings.min_quality, self.reward_fn
+        for event in parsed:
+            tid = event.trace_id
+            entry = entries.get(tid)
             if isinstance(event, Trace):
-                new_entry, old, new = apply_trace(
-                    entry, event, min_quality=settings.min_quality, reward_fn=self.reward_fn
-                )
+                new_entry, old, new = apply_trace(entry, event, min_quality=min_quality, reward_fn=reward_fn)
                 n_traces += 1
             else:
-                new_entry, old, new = apply_feedback(entry, event, min_quality=settings.min_quality)
+                new_entry, old, new = apply_feedback(entry, event, min_quality=min_quality)
                 n_feedback += 1
-            entries[event.trace_id] = new_entry
+            entries[tid] = new_entry
             if new_entry != entry:
-                changed.add(event.trace_id)
+                changed[tid] = new_entry
             if old != new:
                 delta.replace(old, new)
                 ops.extend(sft_ops(new_entry, old, new))
 
         now = time.time()
-        ledger_rows = {}
-        for tid in changed:
-            entry = entries[tid]
-            if entry is not None:
-                ledger_rows[tid] = (json.dumps(entry.to_json()), now)
-        if not delta.empty or ops:
-            out.extend(self._delta_records(partition, delta, ops))
+        state = delta.to_state()
+        if not state.empty or ops:
+            out.extend(self._delta_records(partition, state, ops))
         new_offsets = dict(offsets)
         for record in fresh:
             key = (record.topic, record.partition)
             new_offsets[key] = max(new_offsets.get(key, 0), record.offset + 1)
-        staged = db.stage(out)
-        await db.commit(ledger=ledger_rows, offsets=new_offsets, outbox=staged)
         self._offsets[partition] = new_offsets
-        self.metrics.traces.inc(n_traces)
-        self.metrics.feedback.inc(n_feedback)
-        return bool(staged)
+        return _Write(
+            partition,
+            db,
+            [ledger_rows.to_row(tid, entry, now) for tid, entry in changed.items()],
+            changed,
+            new_offsets,
+            db.stage(out),
+            n_traces,
+            n_feedback,
+        )
 
     def _delta_records(self, partition: int, delta: LearningState, ops: list[list[Any]]) -> list[OutRecord]:
         """The batch's delta, split so that no message exceeds ``max_message_bytes``."""

@@ -2,10 +2,11 @@
 
 Faust's per-event stream machinery costs more than stage 1's own work per trace (the benchmark's naive
 agent), so stage 1 reads whole fetches with ``getmany`` and hands them to :class:`Stage1` as one batch.
-It runs as a task of the worker's Faust app, in its own consumer group. Offsets are committed to Kafka
-only after the batch's SQLite transaction and sends completed; the per-partition stored offsets make a
-re-delivery after a rebalance or crash harmless either way. Range assignment keeps partition p of
-``traces`` and ``feedback`` on the same worker.
+It runs as a task of the worker's Faust app, in its own consumer group. Stage 1 keeps one batch in
+flight (written and sent while the next one is prepared); a batch's offsets are committed to Kafka only
+after its SQLite transaction and sends completed, that is after the next ``submit`` (or an idle
+``settle``). The per-partition stored offsets make a re-delivery after a rebalance or crash harmless
+either way. Range assignment keeps partition p of ``traces`` and ``feedback`` on the same worker.
 """
 
 from __future__ import annotations
@@ -32,7 +33,11 @@ class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.owner.lock:
-            await self.owner.stage1.forget()
+            try:
+                await self.owner.stage1.settle()
+                await self.owner.commit_settled()
+            finally:
+                await self.owner.stage1.forget()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("stage 1 partitions: %s", sorted((tp.topic, tp.partition) for tp in assigned))
@@ -44,6 +49,9 @@ class Stage1Consumer:
         self.stage1 = stage1
         self.metrics = metrics
         self.lock = asyncio.Lock()
+        self._consumer_: AIOKafkaConsumer | None = None
+        # next offsets of the batch in flight: committed to Kafka once Stage1 has it durable
+        self._in_flight: dict[TopicPartition, int] = {}
 
     def _consumer(self) -> AIOKafkaConsumer:
         s = self.settings
@@ -63,7 +71,7 @@ class Stage1Consumer:
         )
 
     async def run(self) -> None:
-        consumer = self._consumer()
+        consumer = self._consumer_ = self._consumer()
         consumer.subscribe([self.settings.traces_topic, self.settings.feedback_topic], listener=_Revoked(self))
         await consumer.start()
         try:
@@ -74,17 +82,27 @@ class Stage1Consumer:
                     for messages in batches.values()
                     for m in messages
                 ]
-                if not records:
-                    continue
                 async with self.lock:
-                    await self.stage1.process(records)
-                offsets = {tp: messages[-1].offset + 1 for tp, messages in batches.items() if messages}
-                await consumer.commit(offsets)
-                for tp, next_offset in offsets.items():
-                    highwater = consumer.highwater(tp)
-                    if highwater is not None:
-                        self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - next_offset))
+                    if records:
+                        # returns once the previous batch is durable: its offsets can go to Kafka
+                        await self.stage1.submit(records)
+                    else:
+                        await self.stage1.settle()
+                    await self.commit_settled()
+                    self._in_flight = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
         finally:
             await consumer.stop()
             async with self.lock:
                 await self.stage1.forget()
+
+    async def commit_settled(self) -> None:
+        """Commit the offsets of the batch that the last submit/settle made durable."""
+        offsets, self._in_flight = self._in_flight, {}
+        if not offsets or self._consumer_ is None:
+            return
+        consumer = self._consumer_
+        await consumer.commit(offsets)
+        for tp, next_offset in offsets.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, highwater - next_offset))

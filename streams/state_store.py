@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from learning.state.ledger import LedgerEntry
+from streams import ledger_rows
 from streams.errors import StateStoreError
 from streams.records import OutRecord
 
@@ -33,10 +35,9 @@ SEQ_HEADER = "tl-seq"
 # Above this many rows a statement batch runs in a thread, where SQLite works without holding the GIL.
 BIG_BATCH = 256
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS ledger (trace_id TEXT PRIMARY KEY, entry TEXT NOT NULL, touched REAL NOT NULL)
-    WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS ledger_touched ON ledger(touched);
+_SCHEMA = (
+    ledger_rows.SCHEMA
+    + """
 CREATE TABLE IF NOT EXISTS offsets (topic TEXT NOT NULL, part INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     PRIMARY KEY (topic, part));
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, key BLOB, value BLOB,
@@ -49,12 +50,18 @@ CREATE TABLE IF NOT EXISTS sft_members (pair_id TEXT NOT NULL, trace_id TEXT NOT
     WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sft_members_newest ON sft_members (pair_id, started_at DESC, trace_id DESC);
 """
+)
+# A statement that finds the database locked by the other connection waits this long instead of failing.
+_BUSY_MS = 30_000
 
 
 class PartitionDB:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        # Big batches are written by a worker thread on a connection of their own, so that the event loop
+        # keeps reading (WAL: readers see the last commit) while a batch is being written.
+        self._writer: sqlite3.Connection | None = None
         self.source_id = ""
         self.next_seq = 1
         # Held by every statement batch that may run in a worker thread, and by close(): a task cancelled
@@ -70,11 +77,10 @@ class PartitionDB:
     async def open(self) -> PartitionDB:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            # big batches run in a worker thread (one at a time: a partition's batches are sequential)
-            self._db = sqlite3.connect(self.path, check_same_thread=False)
+            self._db = self._connect()
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
+            ledger_rows.migrate_json_ledger(self.db)
             source = await self.get_meta("source_id")
             if source is None:
                 source = uuid.uuid4().hex[:12]
@@ -91,11 +97,23 @@ class PartitionDB:
         self.next_seq = max(int(row[0]) if row else 0, int(last_seq)) + 1
         return self
 
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False)
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+        return db
+
+    def _writer_db(self) -> sqlite3.Connection:
+        if self._writer is None:
+            self._writer = self._connect()
+        return self._writer
+
     async def close(self) -> None:
         with self._lock:  # waits (at most one batch) for a thread still writing
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            for db in (self._writer, self._db):
+                if db is not None:
+                    db.close()
+            self._db = self._writer = None
 
     # -- reads ------------------------------------------------------------------------------------
     async def get_meta(self, key: str) -> Any:
@@ -106,18 +124,14 @@ class PartitionDB:
         rows = self.db.execute("SELECT topic, part, next_offset FROM offsets").fetchall()
         return {(t, p): o for t, p, o in rows}
 
-    async def ledger_entries(self, trace_ids: Iterable[str]) -> dict[str, str]:
+    async def ledger_entries(self, trace_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+        """The committed ledger entries of these trace ids (those that have one)."""
         ids = list(dict.fromkeys(trace_ids))
-        if len(ids) > BIG_BATCH:
-            return await asyncio.to_thread(self._locked, self._ledger_entries, ids)
-        return self._locked(self._ledger_entries, ids)
-
-    def _ledger_entries(self, ids: list[str]) -> dict[str, str]:
-        found: dict[str, str] = {}
+        found: dict[str, LedgerEntry] = {}
         for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
             chunk = ids[start : start + 900]
-            sql = f"SELECT trace_id, entry FROM ledger WHERE trace_id IN ({','.join('?' * len(chunk))})"
-            found.update({tid: entry for tid, entry in self.db.execute(sql, chunk).fetchall()})
+            sql = f"{ledger_rows.SELECT}({','.join('?' * len(chunk))})"
+            found.update({row[0]: ledger_rows.from_row(row) for row in self.db.execute(sql, chunk).fetchall()})
         return found
 
     async def sft_representatives(self, pair_ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
@@ -186,18 +200,25 @@ class PartitionDB:
     async def commit(
         self,
         *,
-        ledger: dict[str, tuple[str, float]] | None = None,
+        ledger: list[tuple[Any, ...]] | None = None,
         offsets: dict[tuple[str, int], int] | None = None,
         outbox: list[OutRecord] | None = None,
         meta: dict[str, Any] | None = None,
         drop_pairs: Iterable[str] = (),
     ) -> None:
-        """One atomic transaction for everything a batch changed (in a thread when it is big)."""
-        size = len(ledger or {}) + len(outbox or [])
+        """One atomic transaction for everything a batch changed (in a thread when it is big).
+
+        ``ledger`` holds rows of :func:`streams.ledger_rows.to_row`. Commits must not overlap: the caller
+        awaits one before it starts the next.
+        """
+        size = len(ledger or ()) + len(outbox or ())
+        db = self.db
         if size > BIG_BATCH:
-            await asyncio.to_thread(self._locked, self._commit, ledger, offsets, outbox, meta, drop_pairs)
+            # statements staged on the loop's connection (stage_sft_ops) commit with the batch, on that connection
+            writer = db if db.in_transaction else self._writer_db()
+            await asyncio.to_thread(self._locked, self._commit, writer, ledger, offsets, outbox, meta, drop_pairs)
         else:
-            self._locked(self._commit, ledger, offsets, outbox, meta, drop_pairs)
+            self._locked(self._commit, db, ledger, offsets, outbox, meta, drop_pairs)
 
     def _locked(self, fn: Callable[..., T], *args: Any) -> T:
         with self._lock:
@@ -205,20 +226,18 @@ class PartitionDB:
 
     def _commit(
         self,
-        ledger: dict[str, tuple[str, float]] | None,
+        db: sqlite3.Connection,
+        ledger: list[tuple[Any, ...]] | None,
         offsets: dict[tuple[str, int], int] | None,
         outbox: list[OutRecord] | None,
         meta: dict[str, Any] | None,
         drop_pairs: Iterable[str],
     ) -> None:
-        db = self.db
+        if self._db is None:  # closed while this batch waited for the lock
+            raise StateStoreError(f"state store {self.path} is not open")
         try:
             if ledger:
-                db.executemany(
-                    "INSERT INTO ledger (trace_id, entry, touched) VALUES (?, ?, ?) "
-                    "ON CONFLICT(trace_id) DO UPDATE SET entry = excluded.entry, touched = excluded.touched",
-                    [(tid, entry, touched) for tid, (entry, touched) in ledger.items()],
-                )
+                ledger_rows.upsert(db, ledger)
             if offsets:
                 db.executemany(
                     "INSERT INTO offsets (topic, part, next_offset) VALUES (?, ?, ?) "
@@ -231,7 +250,9 @@ class PartitionDB:
                     [(r.seq, r.topic, r.key, r.value, r.headers_json()) for r in outbox],
                 )
             meta = dict(meta or {})
-            meta["last_seq"] = self.next_seq - 1
+            if outbox:
+                # the highest number ever handed out survives the outbox rows' deletion after sending
+                meta["last_seq"] = max(r.seq for r in outbox)
             db.executemany(
                 "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
                 [(k, json.dumps(v)) for k, v in meta.items()],
@@ -243,10 +264,26 @@ class PartitionDB:
             raise
 
     async def acknowledge(self, upto_seq: int) -> None:
-        self.db.execute("DELETE FROM outbox WHERE seq <= ?", (upto_seq,))
-        self.db.commit()
+        self._locked(self._acknowledge, upto_seq)
+
+    def _acknowledge(self, upto_seq: int) -> None:
+        # on the writer's connection: a write from the other one would void the writer's page cache
+        db = self._writer_db() if self._db is not None and not self._db.in_transaction else self.db
+        db.execute("DELETE FROM outbox WHERE seq <= ?", (upto_seq,))
+        db.commit()
 
     async def expire_ledger(self, touched_before: float) -> int:
-        cur = self.db.execute("DELETE FROM ledger WHERE touched < ?", (touched_before,))
-        self.db.commit()
+        """Delete ledger entries last changed before ``touched_before`` (in a thread: it may be many)."""
+        return await asyncio.to_thread(self._locked, self._expire, touched_before)
+
+    def _expire(self, touched_before: float) -> int:
+        if self._db is None:
+            raise StateStoreError(f"state store {self.path} is not open")
+        db = self._writer_db()
+        try:
+            cur = db.execute("DELETE FROM ledger WHERE touched < ?", (touched_before,))
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
         return cur.rowcount or 0

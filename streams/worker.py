@@ -10,6 +10,7 @@ import faust
 
 from streams.app import Pipeline
 from streams.broker import EmbeddedBroker, free_port, port_open
+from streams.runtime import tune_interpreter
 from streams.settings import Settings
 from streams.topics import ensure_topics
 
@@ -47,6 +48,7 @@ def run_worker(settings: Settings, *, loglevel: str = "WARNING") -> None:
         if settings.web_port:
             print(f"tracelearn: metrics on http://{settings.web_host}:{settings.web_port}/metrics", flush=True)
         worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True)
+        tune_interpreter()
         worker.execute_from_commandline()
     finally:
         if broker is not None:

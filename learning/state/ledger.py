@@ -6,17 +6,14 @@ keeps entries in a dict, and the stream worker keeps the same entries in SQLite.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from learning.models import FeedbackEvent, Trace
 from learning.reward import HeuristicRewardFunction
 from learning.state.contribution import DEFAULT_MIN_QUALITY, DEFAULT_REWARD, Contribution, contribution_of
 
 
-@dataclass(frozen=True)
-class LedgerEntry:
+class LedgerEntry(NamedTuple):
     """What is remembered of one trace_id: its own contribution and the latest late feedback."""
 
     base: Contribution | None = None
@@ -35,7 +32,7 @@ class LedgerEntry:
         feedback = self.fb_score if self.fb_score is not None else self.base.feedback
         outcome = self.fb_outcome if self.fb_outcome is not None else self.base.outcome
         qualifies = feedback is not None and feedback >= min_quality and outcome == "success"
-        return dataclasses.replace(self.base, feedback=feedback, outcome=outcome, qualifies=qualifies)
+        return self.base._replace(feedback=feedback, outcome=outcome, qualifies=qualifies)
 
     def to_json(self) -> list[Any]:
         return [
@@ -84,7 +81,7 @@ def apply_feedback(
         held = (entry.fb_ts, entry.fb_score if entry.fb_score is not None else -1.0, entry.fb_outcome or "")
         if (feedback.ts, feedback.score, feedback.outcome or "") < held:
             return entry, old, old
-    new_entry = dataclasses.replace(entry, fb_score=feedback.score, fb_outcome=feedback.outcome, fb_ts=feedback.ts)
+    new_entry = entry._replace(fb_score=feedback.score, fb_outcome=feedback.outcome, fb_ts=feedback.ts)
     return new_entry, old, new_entry.effective(min_quality)
 
 

@@ -51,7 +51,9 @@ class RouteStats:
 
     @property
     def empty(self) -> bool:
-        return self.count == 0 and self.reward.empty and self.feedback.empty and self.quality.empty
+        return (
+            self.count == 0 and self.successes == 0 and self.reward.empty and self.feedback.empty and self.quality.empty
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -106,7 +108,13 @@ class AgentStats:
 
     @property
     def empty(self) -> bool:
-        return self.count == 0 and self.feedback_sum == 0 and self.quality.empty and not self.quality_tools
+        return (
+            self.count == 0
+            and self.successes == 0
+            and self.feedback_sum == 0
+            and self.quality.empty
+            and not self.quality_tools
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {

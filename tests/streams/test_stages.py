@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from learning.models import FeedbackEvent
 from streams.metrics import WorkerMetrics
@@ -12,7 +15,7 @@ from streams.records import InRecord, OutRecord
 from streams.settings import Settings
 from streams.stage1 import Stage1
 from streams.stage2 import Stage2
-from streams.state_store import SEQ_HEADER
+from streams.state_store import BIG_BATCH, SEQ_HEADER, PartitionDB
 from tests.factories import make_trace
 
 
@@ -121,3 +124,57 @@ async def test_stage2_applies_each_delta_once_and_triggers(settings):
     assert again.state.classes["general"].count == 5
     await again.close()
     await s1.close()
+
+
+async def test_stage1_next_batch_sees_the_batch_still_being_written(settings, monkeypatch):
+    """Batch 2 is prepared while batch 1's transaction is still running in its thread: the feedback in
+    batch 2 must join the trace of batch 1 (from memory), not start a feedback-only entry."""
+    writing = threading.Event()
+    release = threading.Event()
+    original = PartitionDB._commit
+
+    def slow_commit(self: PartitionDB, *args: object) -> None:
+        writing.set()
+        release.wait(5)
+        original(self, *args)
+
+    monkeypatch.setattr(PartitionDB, "_commit", slow_commit)
+    sink = Sink()
+    stage = Stage1(settings, sink, WorkerMetrics())
+    # big enough to be written by a thread (small batches commit on the loop)
+    first = [trace_record(settings, 0, "a", feedback=None)]
+    first += [trace_record(settings, i, f"t{i}", feedback=None) for i in range(1, BIG_BATCH + 1)]
+    await stage.submit(first)
+    while not writing.is_set():
+        await asyncio.sleep(0.005)
+    fb = FeedbackEvent(trace_id="a", score=0.9, ts=5).model_dump_json().encode()
+    second = asyncio.create_task(stage.submit([InRecord(settings.feedback_topic, 0, 0, b"a", fb)]))
+    await asyncio.sleep(0.05)
+    assert not second.done()  # it waits for batch 1 to be durable before batch 2 is written
+    release.set()
+    await second
+    await stage.settle()
+    ops = [op for r in sink.on(settings.deltas_topic) for op in json.loads(r.value)["sft"]]
+    assert [(op[0], op[2]) for op in ops] == [("+", "a")]  # the trace qualified through its feedback
+    entries = await stage._dbs[0].ledger_entries(["a"])
+    assert entries["a"].fb_score == 0.9 and entries["a"].base is not None
+    await stage.close()
+
+
+async def test_stage1_expires_ledger_entries_after_the_feedback_window(settings):
+    settings = settings.model_copy(update={"feedback_window_seconds": 0.2})
+    sink = Sink()
+    metrics = WorkerMetrics(CollectorRegistry())
+    stage = Stage1(settings, sink, metrics)
+    await stage.process([trace_record(settings, 0, "old", feedback=None)])
+    await asyncio.sleep(0.3)
+    stage._last_expiry = 0.0  # the next batch runs the (once a minute) expiry
+    await stage.process([trace_record(settings, 1, "new", feedback=None)])
+    assert metrics.expired._value.get() == 1
+    assert set(await stage._dbs[0].ledger_entries(["old", "new"])) == {"new"}
+    # feedback for an expired trace is kept on its own; the trace's contribution is not retracted
+    before = len(sink.on(settings.deltas_topic))
+    fb = FeedbackEvent(trace_id="old", score=0.9, ts=5).model_dump_json().encode()
+    await stage.process([InRecord(settings.feedback_topic, 0, 0, b"old", fb)])
+    assert len(sink.on(settings.deltas_topic)) == before
+    await stage.close()

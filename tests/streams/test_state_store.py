@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 import time
 
+from learning.state.contribution import contribution_of
+from learning.state.ledger import LedgerEntry
+from streams.ledger_rows import to_row
 from streams.state_store import BIG_BATCH, PartitionDB
+from tests.factories import make_trace
 
 
 def test_close_waits_for_a_thread_commit_of_a_cancelled_task(tmp_path, monkeypatch):
@@ -27,7 +32,8 @@ def test_close_waits_for_a_thread_commit_of_a_cancelled_task(tmp_path, monkeypat
             events.append("committed")
 
         monkeypatch.setattr(db, "_commit", slow_commit)
-        ledger = {f"t{i}": ("[]", 0.0) for i in range(BIG_BATCH + 1)}  # big enough for the thread path
+        entry = LedgerEntry(contribution_of(make_trace("t")), "q", "r")
+        ledger = [to_row(f"t{i}", entry, 0.0) for i in range(BIG_BATCH + 1)]  # big enough for the thread path
         task = asyncio.create_task(db.commit(ledger=ledger, offsets={("traces", 0): 10}))
         while not entered.is_set():
             await asyncio.sleep(0.01)
@@ -40,3 +46,29 @@ def test_close_waits_for_a_thread_commit_of_a_cancelled_task(tmp_path, monkeypat
     with sqlite3.connect(tmp_path / "p0.db") as check:
         assert check.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == BIG_BATCH + 1
         assert check.execute("SELECT next_offset FROM offsets").fetchone()[0] == 10
+
+
+def test_a_ledger_of_the_json_layout_is_migrated_on_open(tmp_path):
+    """State written by an earlier version (one JSON column per entry) is kept across the upgrade."""
+    entry = LedgerEntry(contribution_of(make_trace("t1", tools=["calc", "calc"])), "q", "r", 0.4, "failure", 3.0)
+    feedback_only = LedgerEntry(None, "", "", 0.9, None, 4.0)
+    with sqlite3.connect(tmp_path / "p0.db") as old:
+        old.execute(
+            "CREATE TABLE ledger (trace_id TEXT PRIMARY KEY, entry TEXT NOT NULL, touched REAL NOT NULL) WITHOUT ROWID"
+        )
+        old.execute("CREATE INDEX ledger_touched ON ledger(touched)")
+        old.executemany(
+            "INSERT INTO ledger VALUES (?, ?, ?)",
+            [("t1", json.dumps(entry.to_json()), 10.0), ("t2", json.dumps(feedback_only.to_json()), 20.0)],
+        )
+
+    async def main() -> None:
+        db = await PartitionDB(tmp_path / "p0.db").open()
+        assert await db.ledger_entries(["t1", "t2", "t3"]) == {"t1": entry, "t2": feedback_only}
+        assert await db.expire_ledger(15.0) == 1  # the touched times came along
+        await db.close()
+        again = await PartitionDB(tmp_path / "p0.db").open()  # a second open finds nothing to migrate
+        assert await again.ledger_entries(["t1", "t2"]) == {"t2": feedback_only}
+        await again.close()
+
+    asyncio.run(main())

@@ -1,0 +1,150 @@
+"""Stage 1's ledger table: one row per trace_id, one column per field of its :class:`LedgerEntry`.
+
+Columns rather than a JSON document: encoding the query and result text as JSON cost more per trace than
+classifying it (docs/benchmarks.md). The table is an ordinary rowid table with a unique index on
+``trace_id``: trace ids are random, and a WITHOUT ROWID table keyed by them rewrote a wide leaf page per
+inserted trace (4-5x slower inserts at 50,000 rows, measured in the same run).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from learning.state.contribution import Contribution
+from learning.state.ledger import LedgerEntry
+
+COLUMNS = (
+    "trace_id",
+    "touched",
+    "query",
+    "result",
+    "fb_score",
+    "fb_outcome",
+    "fb_ts",
+    # the trace's own contribution; all NULL while only late feedback has arrived
+    "query_class",
+    "model",
+    "agent",
+    "started_at",
+    "feedback",
+    "outcome",
+    "reward",
+    "tools",
+    "tool_calls",
+    "qualifies",
+    "pair_id",
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS ledger (trace_id TEXT NOT NULL UNIQUE, touched REAL NOT NULL, query TEXT NOT NULL,
+    result TEXT NOT NULL, fb_score REAL, fb_outcome TEXT, fb_ts REAL, query_class TEXT, model TEXT, agent TEXT,
+    started_at REAL, feedback REAL, outcome TEXT, reward REAL, tools TEXT, tool_calls INTEGER, qualifies INTEGER,
+    pair_id TEXT);
+CREATE INDEX IF NOT EXISTS ledger_touched ON ledger(touched);
+"""
+
+SELECT = f"SELECT {', '.join(COLUMNS)} FROM ledger WHERE trace_id IN "
+_INSERT = f"INSERT OR REPLACE INTO ledger ({', '.join(COLUMNS)}) VALUES "
+_ROW_MARKS = f"({', '.join('?' * len(COLUMNS))})"
+
+
+def upsert(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Write rows with as few statements as SQLite's bound-parameter limit allows, not one per row.
+
+    From a worker thread, every statement re-acquires the GIL when it returns, and the event loop's
+    thread holds it for up to the switch interval: per-row statements (executemany) ran at about
+    8 ms a row against a busy loop, one statement per chunk at about 50 us (measured on this machine).
+    """
+    per_statement = min(5000, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS))
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        db.execute(_INSERT + ", ".join([_ROW_MARKS] * len(chunk)), [value for row in chunk for value in row])
+
+
+_NO_BASE = (None,) * 11
+
+
+_TOOLS_TEXT: dict[tuple[str, ...], str] = {}
+
+
+def _tools_text(tools: tuple[str, ...]) -> str:
+    if not tools:
+        return ""
+    text = _TOOLS_TEXT.get(tools)
+    if text is None:
+        text = json.dumps(tools)
+        if len(_TOOLS_TEXT) < 4096:  # agents use a few tool combinations; bounded all the same
+            _TOOLS_TEXT[tools] = text
+    return text
+
+
+def to_row(trace_id: str, entry: LedgerEntry, touched: float) -> tuple[Any, ...]:
+    head = (trace_id, touched, entry.query, entry.result, entry.fb_score, entry.fb_outcome, entry.fb_ts)
+    c = entry.base
+    if c is None:
+        return head + _NO_BASE
+    return (
+        *head,
+        c.query_class,
+        c.model,
+        c.agent,
+        c.started_at,
+        c.feedback,
+        c.outcome,
+        c.reward,
+        _tools_text(c.tools),
+        c.tool_calls,
+        c.qualifies,
+        c.pair_id,
+    )
+
+
+def from_row(row: tuple[Any, ...]) -> LedgerEntry:
+    base = None
+    if row[7] is not None:
+        tools = row[14]
+        base = Contribution(
+            row[0],
+            row[7],
+            row[8],
+            row[9],
+            row[10],
+            row[11],
+            row[12],
+            row[13],
+            tuple(json.loads(tools)) if tools else (),
+            row[15],
+            bool(row[16]),
+            row[17],
+        )
+    return LedgerEntry(base, row[2], row[3], row[4], row[5], row[6])
+
+
+def migrate_json_ledger(db: sqlite3.Connection) -> int:
+    """Rewrite a ledger of the first layout (one JSON ``entry`` column) into columns; returns the rows moved.
+
+    One transaction: a crash part-way leaves the old table as it was.
+    """
+    columns = [r[1] for r in db.execute("PRAGMA table_info(ledger)").fetchall()]
+    if "entry" not in columns:
+        return 0
+    moved = 0
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("ALTER TABLE ledger RENAME TO ledger_json")
+        db.execute("DROP INDEX IF EXISTS ledger_touched")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        cursor = db.execute("SELECT trace_id, entry, touched FROM ledger_json")
+        while rows := cursor.fetchmany(10_000):
+            upsert(db, [to_row(tid, LedgerEntry.from_json(json.loads(raw)), t) for tid, raw, t in rows])
+            moved += len(rows)
+        db.execute("DROP TABLE ledger_json")
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    return moved
