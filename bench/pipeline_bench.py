@@ -95,11 +95,13 @@ def start_worker(settings: Settings, state_dir: Path, log: Path) -> subprocess.P
     )
 
 
-def drain(url: str, n: int, timeout: float = 1800) -> tuple[float, float]:
+def drain(url: str, n: int, worker: subprocess.Popen[bytes], timeout: float = 1800) -> tuple[float, float]:
     """Wait until the worker consumed ``n`` traces; returns (traces/s from first to last, seconds)."""
     deadline = time.monotonic() + timeout
     first_t, first_n = 0.0, 0.0
     while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(f"the worker exited with code {worker.returncode}; see its log")
         done = metric(url, "tracelearn_traces_consumed_total")
         now = time.perf_counter()
         if done > 0 and not first_t:
@@ -212,9 +214,10 @@ def main() -> None:
             )
 
         print("full pipeline ...", flush=True)
-        worker = start_worker(settings, Path(tmp) / "state", Path(tmp) / "worker.log")
+        log = Path(tmp) / "worker.log"
+        worker = start_worker(settings, Path(tmp) / "state", log)
         try:
-            rate, seconds = drain(url, args.traces)
+            rate, seconds = drain(url, args.traces, worker)
             rows.append(
                 (
                     "tracelearn worker, full pipeline (1 process)",
@@ -240,9 +243,12 @@ def main() -> None:
                     batch = min(step, args.memory_traces - produced)
                     asyncio.run(produce(bs, settings.traces_topic, batch, prefix=f"m{produced}-"))
                     produced += batch
-                    drain(url, produced)
+                    drain(url, produced, worker)
                     rss.append((produced, rss_mib(worker.pid)))
                 rows.append(("worker RSS by traces processed", ", ".join(f"{n:,}: {m:.0f} MiB" for n, m in rss)))
+        except Exception:
+            print(f"--- worker log (last lines) ---\n{log.read_text(errors='replace')[-4000:]}", flush=True)
+            raise
         finally:
             worker.terminate()
             try:

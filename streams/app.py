@@ -66,6 +66,7 @@ class Pipeline:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = WorkerMetrics()
+        settings.state_dir.mkdir(parents=True, exist_ok=True)  # Faust creates its datadir without parents
         app = TracelearnApp(
             settings.app_id,
             broker=[f"kafka://{server}" for server in settings.servers()],
