@@ -77,6 +77,8 @@ def main() -> None:
             f"SIGTERM after {consumed:,.0f} of {args.backlog:,} traces: exit code {rc} "
             f"after {time.perf_counter() - started:.1f} s"
         )
+        if rc != 0:
+            print((work / "worker.log").read_text(errors="replace")[-3000:])
     finally:
         broker.stop()
 

@@ -127,6 +127,11 @@ class Pipeline:
             async def get(self, request: Request) -> Response:
                 return self.bytes(metrics.render(), content_type=CONTENT_TYPE)
 
+        @app.on_before_shutdown.connect
+        async def before_shutdown(app: faust.App, **kwargs: Any) -> None:
+            # Faust stops its producer after this signal: the batch in flight must be sent first
+            await stage1_consumer.stop()
+
         @app.on_partitions_revoked.connect
         async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
             await stage2.forget()

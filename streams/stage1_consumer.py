@@ -52,6 +52,9 @@ class Stage1Consumer:
         self._consumer_: AIOKafkaConsumer | None = None
         # next offsets of the batch in flight: committed to Kafka once Stage1 has it durable
         self._in_flight: dict[TopicPartition, int] = {}
+        self._stopping = asyncio.Event()
+        self._running = False
+        self._stopped = asyncio.Event()
 
     def _consumer(self) -> AIOKafkaConsumer:
         s = self.settings
@@ -74,8 +77,9 @@ class Stage1Consumer:
         consumer = self._consumer_ = self._consumer()
         consumer.subscribe([self.settings.traces_topic, self.settings.feedback_topic], listener=_Revoked(self))
         await consumer.start()
+        self._running = True
         try:
-            while True:
+            while not self._stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=self.settings.batch_max)
                 records = [
                     InRecord(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers or ()), m.timestamp)
@@ -91,9 +95,19 @@ class Stage1Consumer:
                     await self.commit_settled()
                     self._in_flight = {tp: msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
         finally:
-            await consumer.stop()
-            async with self.lock:
-                await self.stage1.forget()
+            try:
+                await consumer.stop()
+                async with self.lock:
+                    await self.stage1.forget()
+            finally:
+                self._running = False
+                self._stopped.set()
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Finish the batch in flight and leave the loop (the worker calls this while its producer runs)."""
+        self._stopping.set()
+        if self._running:
+            await asyncio.wait_for(self._stopped.wait(), timeout)
 
     async def commit_settled(self) -> None:
         """Commit the offsets of the batch that the last submit/settle made durable."""
