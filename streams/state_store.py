@@ -264,11 +264,14 @@ class PartitionDB:
             raise
 
     async def acknowledge(self, upto_seq: int) -> None:
-        self._locked(self._acknowledge, upto_seq)
+        # in a thread: a commit may run SQLite's WAL checkpoint, which copies thousands of pages
+        await asyncio.to_thread(self._locked, self._acknowledge, upto_seq)
 
     def _acknowledge(self, upto_seq: int) -> None:
-        # on the writer's connection: a write from the other one would void the writer's page cache
-        db = self._writer_db() if self._db is not None and not self._db.in_transaction else self.db
+        if self._db is None:
+            raise StateStoreError(f"state store {self.path} is not open")
+        # the writer's connection: a write from the loop's one would void the writer's page cache
+        db = self._db if self._db.in_transaction else self._writer_db()
         db.execute("DELETE FROM outbox WHERE seq <= ?", (upto_seq,))
         db.commit()
 
