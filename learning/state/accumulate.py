@@ -10,7 +10,7 @@ accumulator therefore adds each contribution to the tables directly, in arrival 
 
 from __future__ import annotations
 
-from learning.state.contribution import Contribution
+from learning.state.contribution import Contribution, SignedSum
 from learning.state.stats import FIXED_ONE, Moments
 from learning.state.tables import AgentStats, ClassState, LearningState, RouteStats, ToolStats
 
@@ -20,7 +20,7 @@ Shape = tuple[str, str, str, tuple[str, ...], int]
 _N, _OK, _RS, _RQ, _FN, _FS, _FQ, _QN, _QS, _QQ, _FSUM = range(11)
 
 
-class DeltaAccumulator:
+class DeltaAccumulator(SignedSum):
     """The signed sum of contributions, as a :class:`LearningState`."""
 
     def __init__(self, half_life: float | None = None) -> None:
@@ -55,15 +55,6 @@ class DeltaAccumulator:
                 sums[_QS] += fixed
                 sums[_QQ] += square
 
-    def replace(self, old: Contribution | None, new: Contribution | None) -> None:
-        """Retract ``old`` and add ``new``; either may be None."""
-        if old == new:
-            return
-        if old is not None:
-            self.add(old, -1)
-        if new is not None:
-            self.add(new, 1)
-
     def to_state(self) -> LearningState:
         if self._direct is not None:
             return self._direct
@@ -71,23 +62,18 @@ class DeltaAccumulator:
         for (query_class, model, agent, tools, turns), v in self._sums.items():
             if not any(v):
                 continue
-            cls = state.classes.get(query_class)
-            if cls is None:
-                cls = state.classes[query_class] = ClassState()
+            # setdefault's spare objects cost nothing here: this loop runs per shape, not per trace
+            cls = state.classes.setdefault(query_class, ClassState())
             n, ok = v[_N], v[_OK]
             cls.count += n
             cls.turns[turns] = cls.turns.get(turns, 0) + n
-            route = cls.models.get(model)
-            if route is None:
-                route = cls.models[model] = RouteStats()
+            route = cls.models.setdefault(model, RouteStats())
             route.count += n
             route.successes += ok
             _sum_into(route.reward, n, v[_RS], v[_RQ])
             _sum_into(route.feedback, v[_FN], v[_FS], v[_FQ])
             _sum_into(route.quality, v[_QN], v[_QS], v[_QQ])
-            who = cls.agents.get(agent)
-            if who is None:
-                who = cls.agents[agent] = AgentStats()
+            who = cls.agents.setdefault(agent, AgentStats())
             who.count += n
             who.successes += ok
             who.feedback_sum += v[_FSUM]
@@ -95,9 +81,7 @@ class DeltaAccumulator:
             for tool in tools:
                 if v[_QN]:
                     who.quality_tools[tool] = who.quality_tools.get(tool, 0) + v[_QN]
-                used = cls.tools.get(tool)
-                if used is None:
-                    used = cls.tools[tool] = ToolStats()
+                used = cls.tools.setdefault(tool, ToolStats())
                 used.count += n
                 used.successes += ok
                 used.feedback_sum += v[_FSUM]

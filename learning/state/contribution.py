@@ -68,6 +68,22 @@ class Contribution(NamedTuple):
         )
 
 
+class SignedSum:
+    """Something contributions are added to with a sign (+1 adds, -1 retracts)."""
+
+    def add(self, c: Contribution, sign: int = 1) -> None:
+        raise NotImplementedError
+
+    def replace(self, old: Contribution | None, new: Contribution | None) -> None:
+        """Retract ``old`` and add ``new``; either may be None."""
+        if old == new:
+            return
+        if old is not None:
+            self.add(old, -1)
+        if new is not None:
+            self.add(new, 1)
+
+
 DEFAULT_REWARD = HeuristicRewardFunction()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from learning.state.contribution import Contribution
+from learning.state.contribution import Contribution, SignedSum
 from learning.state.stats import DecayedMoments, Moments, to_fixed
 
 
@@ -243,7 +243,7 @@ class ClassState:
 
 
 @dataclass
-class LearningState:
+class LearningState(SignedSum):
     """Per-class tables. ``half_life`` (seconds of event time) turns on the decayed figures."""
 
     half_life: float | None = None
@@ -257,15 +257,6 @@ class LearningState:
 
     def retract(self, c: Contribution) -> None:
         self.add(c, -1)
-
-    def replace(self, old: Contribution | None, new: Contribution | None) -> None:
-        """Retract ``old`` and add ``new``; either may be None."""
-        if old == new:
-            return
-        if old is not None:
-            self.add(old, -1)
-        if new is not None:
-            self.add(new, 1)
 
     def merge(self, other: LearningState) -> None:
         for name, state in other.classes.items():
