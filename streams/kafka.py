@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import time
 from typing import Any
 
+from aiokafka.admin import AIOKafkaAdminClient
+
+from streams.errors import TopicError
 from streams.settings import Settings
 
 
@@ -34,3 +39,32 @@ def client_kwargs(settings: Settings) -> dict[str, Any]:
         kwargs["sasl_plain_username"] = settings.sasl_username
         kwargs["sasl_plain_password"] = settings.sasl_password.get_secret_value() if settings.sasl_password else None
     return kwargs
+
+
+async def topic_partitions(
+    settings: Settings, topic: str, *, expected: int | None = None, timeout: float = 15.0
+) -> list[int]:
+    """The partition ids of ``topic``, from a fresh metadata request.
+
+    A consumer's cached metadata can list only some partitions of a topic created moments before (seen
+    with the embedded broker: a trainer assigned 3 of the SFT topic's 4 partitions and never read the
+    fourth). This asks until ``expected`` partitions (or, without it, at least one) are listed.
+    """
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            found: list[int] = []
+            # all topics, not [topic]: a request naming a missing topic makes some brokers create it
+            for meta in await admin.describe_topics():
+                if meta.get("topic") == topic and not meta.get("error_code"):
+                    found = sorted(p["partition"] for p in meta.get("partitions", []))
+            enough = len(found) >= expected if expected is not None else bool(found)
+            if enough or time.monotonic() > deadline:
+                if not found:
+                    raise TopicError(f"topic {topic} has no partitions (does it exist?)")
+                return found
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()

@@ -27,7 +27,7 @@ from learning.models import FeedbackEvent, RoutingTableUpdate, Trace, describe_v
 from learning.routing.heuristic import HeuristicRouter
 from learning.routing.policy import RouterPolicy
 from learning.types import RoutingContext
-from streams.kafka import client_kwargs
+from streams.kafka import client_kwargs, topic_partitions
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -188,8 +188,8 @@ class RoutingTableView:
             **client_kwargs(self.settings), enable_auto_commit=False, fetch_max_wait_ms=20, group_id=None
         )
         await consumer.start()
-        partitions = consumer.partitions_for_topic(self.settings.routing_topic) or {0}
-        tps = [TopicPartition(self.settings.routing_topic, p) for p in sorted(partitions)]
+        partitions = await topic_partitions(self.settings, self.settings.routing_topic, expected=1)
+        tps = [TopicPartition(self.settings.routing_topic, p) for p in partitions]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         self._consumer = consumer

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from learning.models import LearningResult, LearningTrigger, SftPair
 from learning.training.registry import AdapterRegistry
-from streams.kafka import client_kwargs
+from streams.kafka import client_kwargs, topic_partitions
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -273,8 +273,8 @@ class TrainerService:
         consumer = AIOKafkaConsumer(**client_kwargs(s), group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100)
         await consumer.start()
         try:
-            parts = consumer.partitions_for_topic(s.sft_topic) or set()
-            tps = [TopicPartition(s.sft_topic, p) for p in sorted(parts)]
+            parts = await topic_partitions(s, s.sft_topic, expected=s.trace_partitions)
+            tps = [TopicPartition(s.sft_topic, p) for p in parts]
             consumer.assign(tps)
             async with self.db.execute("SELECT part, next_offset FROM offsets") as cur:
                 stored = dict(await cur.fetchall())

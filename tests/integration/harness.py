@@ -14,8 +14,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.kafka import client_kwargs
+from streams.kafka import client_kwargs, topic_partitions
 from streams.settings import Settings
+from streams.topics import topic_specs
 from streams.worker import prepare_topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,8 +79,8 @@ async def read_topic(settings: Settings, topic: str, *, idle: float = 1.0, timeo
     consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False, group_id=None)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        expected = {spec.name: spec.partitions for spec in topic_specs(settings)}.get(topic)
+        tps = [TopicPartition(topic, p) for p in await topic_partitions(settings, topic, expected=expected)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         records: list[Any] = []
