@@ -83,12 +83,20 @@ async def test_real_weights_trigger_to_accepted_adapter(settings, tmp_path, smol
             "trainer_device": "cpu",
             "trainer_web_port": 0,
             "trainer_min_improvement": 0.05,
+            "trainer_pair_wait_seconds": 120.0,
         }
     )
     await asyncio.to_thread(prepare_topics, s)
     data = pairs()
     await publish_pairs(s, data)
-    async with running(TrainerService(s)):
+    service = TrainerService(s)
+    async with running(service):
+        # the pair store must hold every published pair before the cycle starts: a CI run once trained
+        # on 45 of 64 after the default 30 s wait, and this names what was missing if it happens again
+        async def all_pairs_stored() -> bool:
+            return service.db is not None and await service.pair_count() == len(data)
+
+        assert await wait_until(all_pairs_stored, 120), f"the trainer stored {await service.pair_count()} pairs"
         await send_trigger(s, 1, len(data))
         assert await wait_until(lambda: _has_results(s, 1), 600)
     [result] = await results(s)
