@@ -270,7 +270,14 @@ class TrainerService:
     async def _pairs_loop(self) -> None:
         assert self.db is not None
         s = self.settings
-        consumer = AIOKafkaConsumer(**client_kwargs(s), group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100)
+        consumer = AIOKafkaConsumer(
+            **client_kwargs(s),
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=100,
+            # a partition whose leader the cached metadata lacks is not fetched until the next refresh
+            metadata_max_age_ms=10_000,
+        )
         await consumer.start()
         try:
             parts = await topic_partitions(s, s.sft_topic, expected=s.trace_partitions)
