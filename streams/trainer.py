@@ -275,6 +275,7 @@ class TrainerService:
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=100,
+            auto_offset_reset="earliest",
             # a partition whose leader the cached metadata lacks is not fetched until the next refresh
             metadata_max_age_ms=10_000,
         )
@@ -289,7 +290,9 @@ class TrainerService:
                 if tp.partition in stored:
                     consumer.seek(tp, stored[tp.partition])
                 else:
-                    await consumer.seek_to_beginning(tp)
+                    # offset 0, not seek_to_beginning: no ListOffsets request (the embedded broker answers
+                    # some wrongly); an offset compaction removed falls back to earliest (auto_offset_reset)
+                    consumer.seek(tp, 0)
             while not self._stop.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=5000)
                 records = [r for msgs in batches.values() for r in msgs]

@@ -84,10 +84,6 @@ async def test_real_weights_trigger_to_accepted_adapter(settings, tmp_path, smol
             "trainer_web_port": 0,
             "trainer_min_improvement": 0.05,
             "trainer_pair_wait_seconds": 120.0,
-            # One partition: late in a full CI run, the trainer held 45 of 64 pairs of a 4-partition SFT
-            # topic even after 120 s (a partition not read; open, see docs/operations.md). This test is
-            # about training with real weights; test_trainer.py covers reading several partitions.
-            "trace_partitions": 1,
         }
     )
     await asyncio.to_thread(prepare_topics, s)
