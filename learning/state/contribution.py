@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from typing import Any, NamedTuple
 
 from learning.classifier import classify_query
@@ -68,11 +69,12 @@ class Contribution(NamedTuple):
         )
 
 
-class SignedSum:
+class SignedSum(ABC):
     """Something contributions are added to with a sign (+1 adds, -1 retracts)."""
 
+    @abstractmethod
     def add(self, c: Contribution, sign: int = 1) -> None:
-        raise NotImplementedError
+        """Add ``c`` with ``sign``."""
 
     def replace(self, old: Contribution | None, new: Contribution | None) -> None:
         """Retract ``old`` and add ``new``; either may be None."""
