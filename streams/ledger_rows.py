@@ -14,6 +14,7 @@ from typing import Any
 
 from learning.state.contribution import Contribution
 from learning.state.ledger import LedgerEntry
+from streams.sql_rows import execute_rows
 
 COLUMNS = (
     "trace_id",
@@ -47,27 +48,11 @@ CREATE INDEX IF NOT EXISTS ledger_touched ON ledger(touched);
 
 SELECT = f"SELECT {', '.join(COLUMNS)} FROM ledger WHERE trace_id IN "
 _INSERT = f"INSERT OR REPLACE INTO ledger ({', '.join(COLUMNS)}) VALUES "
-_MAX_ROWS = 1024
-_ROW_MARKS = f"({', '.join('?' * len(COLUMNS))})"
 
 
 def upsert(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Write rows with a few multi-row statements, not one statement per row.
-
-    From a worker thread, every statement re-acquires the GIL when it returns, and the event loop's
-    thread holds it for up to the switch interval: per-row statements (executemany) ran at about
-    8 ms a row against a busy loop, one statement per chunk at about 50 us (measured on this machine).
-    Chunks have power-of-two sizes so that the connection caches a handful of statements: a cached
-    statement keeps its compiled program and last bound values, and one per batch size grew the worker
-    by a gigabyte over a million traces.
-    """
-    limit = min(_MAX_ROWS, db.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS))
-    start = 0
-    while start < len(rows):
-        size = min(limit, 1 << ((len(rows) - start).bit_length() - 1))
-        chunk = rows[start : start + size]
-        db.execute(_INSERT + ", ".join([_ROW_MARKS] * size), [value for row in chunk for value in row])
-        start += size
+    """Write ledger rows (of :func:`to_row`) with a few multi-row statements."""
+    execute_rows(db, _INSERT, rows)
 
 
 _NO_BASE = (None,) * 11
@@ -92,20 +77,8 @@ def to_row(trace_id: str, entry: LedgerEntry, touched: float) -> tuple[Any, ...]
     c = entry.base
     if c is None:
         return head + _NO_BASE
-    return (
-        *head,
-        c.query_class,
-        c.model,
-        c.agent,
-        c.started_at,
-        c.feedback,
-        c.outcome,
-        c.reward,
-        _tools_text(c.tools),
-        c.tool_calls,
-        c.qualifies,
-        c.pair_id,
-    )
+    # slices of the named tuple (query_class .. reward, tool_calls .. pair_id): one C-level copy each
+    return head + c[1:8] + (_tools_text(c.tools),) + c[9:]
 
 
 def from_row(row: tuple[Any, ...]) -> LedgerEntry:

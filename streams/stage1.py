@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,13 +26,11 @@ from learning.state.ledger import LedgerEntry, apply_feedback, apply_trace
 from learning.state.tables import LearningState
 from streams import ledger_rows
 from streams.metrics import WorkerMetrics
-from streams.records import InRecord, OutRecord
+from streams.records import Consumed, OutRecord, Sender
 from streams.settings import Settings
 from streams.state_store import PartitionDB
 
 log = logging.getLogger(__name__)
-
-Sender = Callable[[list[OutRecord]], Awaitable[None]]
 
 
 def sft_ops(entry: LedgerEntry, old: Contribution | None, new: Contribution | None) -> list[list[Any]]:
@@ -62,7 +60,7 @@ def sft_ops(entry: LedgerEntry, old: Contribution | None, new: Contribution | No
     return ops
 
 
-def dead_letter(settings: Settings, record: InRecord, reason: str, error: str) -> OutRecord:
+def dead_letter(settings: Settings, record: Consumed, reason: str, error: str) -> OutRecord:
     headers = (
         ("reason", reason.encode()),
         ("error_class", error.encode()),
@@ -119,7 +117,7 @@ class Stage1:
             self._dbs[partition] = db
             self._offsets[partition] = await db.offsets()
             # records staged before a crash go out first, in order
-            await self._flush(db)
+            await db.deliver(self.send)
         return db
 
     async def forget(self) -> None:
@@ -137,19 +135,13 @@ class Stage1:
     async def close(self) -> None:
         await self.forget()
 
-    async def _flush(self, db: PartitionDB) -> None:
-        pending = await db.pending()
-        if pending:
-            await self.send(pending)
-            await db.acknowledge(pending[-1].seq)
-
-    async def process(self, records: list[InRecord]) -> None:
+    async def process(self, records: Sequence[Consumed]) -> None:
         await self.submit(records)
         await self.settle()
 
-    async def submit(self, records: list[InRecord]) -> None:
+    async def submit(self, records: Sequence[Consumed]) -> None:
         started = time.perf_counter()
-        by_partition: dict[int, list[InRecord]] = defaultdict(list)
+        by_partition: dict[int, list[Consumed]] = defaultdict(list)
         for record in records:
             by_partition[record.partition].append(record)
         writes = []
@@ -175,40 +167,80 @@ class Stage1:
             self._unsettled.pop(w.partition, None)
             self.metrics.traces.inc(w.traces)
             self.metrics.feedback.inc(w.feedback)
-        await asyncio.gather(*(self._flush(w.db) for w in writes if w.outbox))
+        await asyncio.gather(*(w.db.deliver(self.send, w.outbox) for w in writes if w.outbox))
         self.metrics.batch_seconds.labels("stage1").observe(time.perf_counter() - started)
         self.metrics.batch_size.labels("stage1").observe(size)
         await self._maybe_expire()
 
-    async def _prepare(self, partition: int, batch: list[InRecord]) -> _Write | None:
+    async def _prepare(self, partition: int, batch: list[Consumed]) -> _Write | None:
         """Apply one partition's records in memory; None when all of them were seen before."""
         db = await self._db(partition)
-        offsets = self._offsets[partition]
-        fresh = []
-        for record in batch:
-            if record.offset < offsets.get((record.topic, record.partition), 0):
-                self.metrics.duplicates.inc()
-            else:
-                fresh.append(record)
-        if not fresh:
+        parsed, out, new_offsets = self._read(partition, batch)
+        if new_offsets is None:
             return None
-        settings = self.settings
-        feedback_topic = settings.feedback_topic
-        out: list[OutRecord] = []
+        entries = await self._entries(partition, db, parsed)
+        changed, delta, ops, n_traces = self._apply(parsed, entries)
+        if not delta.empty or ops:
+            out.extend(self._delta_records(partition, delta, ops))
+        self._offsets[partition] = new_offsets
+        now = time.time()
+        return _Write(
+            partition,
+            db,
+            [ledger_rows.to_row(tid, entry, now) for tid, entry in changed.items()],
+            changed,
+            new_offsets,
+            db.stage(out),
+            n_traces,
+            len(parsed) - n_traces,
+        )
+
+    def _read(
+        self, partition: int, batch: list[Consumed]
+    ) -> tuple[list[Trace | FeedbackEvent], list[OutRecord], dict[tuple[str, int], int] | None]:
+        """Skip records below the stored offsets, parse the rest; invalid ones become dead letters.
+
+        Returns the parsed events, the dead letters and the offsets after this batch (None: nothing new).
+        """
+        offsets = self._offsets[partition]
+        feedback_topic = self.settings.feedback_topic
+        floors: dict[str, int] = {}
+        nexts: dict[str, int] = {}
         parsed: list[Trace | FeedbackEvent] = []
-        for record in fresh:
+        out: list[OutRecord] = []
+        duplicates = 0
+        for record in batch:
+            topic, offset = record.topic, record.offset
+            floor = floors.get(topic)
+            if floor is None:
+                floor = floors[topic] = nexts[topic] = offsets.get((topic, partition), 0)
+            if offset < floor:
+                duplicates += 1
+                continue
+            if offset >= nexts[topic]:
+                nexts[topic] = offset + 1
+            value = record.value
             try:
-                if record.value is None:
+                if value is None:
                     raise InvalidTraceError("empty message value (a tombstone is not a trace)")
-                if record.topic == feedback_topic:
-                    parsed.append(parse_feedback(record.value))
-                else:
-                    parsed.append(parse_trace(record.value))
+                parsed.append(parse_feedback(value) if topic == feedback_topic else parse_trace(value))
             except InvalidTraceError as exc:
                 reason = "invalid_json" if "JSON" in str(exc) else "schema"
                 self.metrics.invalid.labels(reason).inc()
-                out.append(dead_letter(settings, record, str(exc), type(exc).__name__))
+                out.append(dead_letter(self.settings, record, str(exc), type(exc).__name__))
+        if duplicates:
+            self.metrics.duplicates.inc(duplicates)
+        if duplicates == len(batch):
+            return parsed, out, None
+        new_offsets = dict(offsets)
+        for topic, next_offset in nexts.items():
+            new_offsets[(topic, partition)] = next_offset
+        return parsed, out, new_offsets
 
+    async def _entries(
+        self, partition: int, db: PartitionDB, parsed: list[Trace | FeedbackEvent]
+    ) -> dict[str, LedgerEntry | None]:
+        """The current ledger entries of these events' trace ids: the batch in flight's from memory."""
         unsettled = self._unsettled.get(partition, {})
         entries: dict[str, LedgerEntry | None] = {}
         missing = []
@@ -219,11 +251,18 @@ class Stage1:
             else:
                 missing.append(tid)
         entries.update(await db.ledger_entries(missing))
-        delta = DeltaAccumulator(settings.half_life_seconds)
+        return entries
+
+    def _apply(
+        self, parsed: list[Trace | FeedbackEvent], entries: dict[str, LedgerEntry | None]
+    ) -> tuple[dict[str, LedgerEntry], LearningState, list[list[Any]], int]:
+        """Fold the events into their entries, in order; returns the changed entries, the summed delta,
+        the SFT membership ops and the number of traces (the rest were feedback)."""
+        delta = DeltaAccumulator(self.settings.half_life_seconds)
         ops: list[list[Any]] = []
         changed: dict[str, LedgerEntry] = {}
-        n_traces = n_feedback = 0
-        min_quality, reward_fn = settings.min_quality, self.reward_fn
+        n_traces = 0
+        min_quality, reward_fn = self.settings.min_quality, self.reward_fn
         for event in parsed:
             tid = event.trace_id
             entry = entries.get(tid)
@@ -232,33 +271,18 @@ class Stage1:
                 n_traces += 1
             else:
                 new_entry, old, new = apply_feedback(entry, event, min_quality=min_quality)
-                n_feedback += 1
             entries[tid] = new_entry
             if new_entry != entry:
                 changed[tid] = new_entry
             if old != new:
-                delta.replace(old, new)
-                ops.extend(sft_ops(new_entry, old, new))
-
-        now = time.time()
-        state = delta.to_state()
-        if not state.empty or ops:
-            out.extend(self._delta_records(partition, state, ops))
-        new_offsets = dict(offsets)
-        for record in fresh:
-            key = (record.topic, record.partition)
-            new_offsets[key] = max(new_offsets.get(key, 0), record.offset + 1)
-        self._offsets[partition] = new_offsets
-        return _Write(
-            partition,
-            db,
-            [ledger_rows.to_row(tid, entry, now) for tid, entry in changed.items()],
-            changed,
-            new_offsets,
-            db.stage(out),
-            n_traces,
-            n_feedback,
-        )
+                if old is not None:
+                    delta.add(old, -1)
+                if new is not None:
+                    delta.add(new, 1)
+                # most traces never qualify: no SFT ops to work out
+                if (old is not None and old.qualifies) or (new is not None and new.qualifies):
+                    ops.extend(sft_ops(new_entry, old, new))
+        return changed, delta.to_state(), ops, n_traces
 
     def _delta_records(self, partition: int, delta: LearningState, ops: list[list[Any]]) -> list[OutRecord]:
         """The batch's delta, split so that no message exceeds ``max_message_bytes``."""

@@ -20,7 +20,6 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from streams.kafka import client_kwargs
 from streams.metrics import WorkerMetrics
-from streams.records import InRecord
 from streams.settings import Settings
 from streams.stage1 import Stage1
 
@@ -81,11 +80,7 @@ class Stage1Consumer:
         try:
             while not self._stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=self.settings.batch_max)
-                records = [
-                    InRecord(m.topic, m.partition, m.offset, m.key, m.value, tuple(m.headers or ()), m.timestamp)
-                    for messages in batches.values()
-                    for m in messages
-                ]
+                records = [m for messages in batches.values() for m in messages]
                 async with self.lock:
                     if records:
                         # returns once the previous batch is durable: its offsets can go to Kafka

@@ -23,9 +23,8 @@ from learning.state.sft import SftChange, SftMember
 from learning.state.tables import LearningState
 from learning.state.triggers import TriggerCounter
 from streams.metrics import WorkerMetrics
-from streams.records import InRecord, OutRecord
+from streams.records import InRecord, OutRecord, Sender
 from streams.settings import Settings
-from streams.stage1 import Sender
 from streams.state_store import SEQ_HEADER, PartitionDB
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ class Stage2:
         # a crash may have left classes changed but unpublished
         self.dirty = set(self.state.classes) | set(self.fingerprints)
         self._db = db
-        await self._flush()
+        await db.deliver(self.send)
         return db
 
     def _snapshot(self) -> dict[str, Any]:
@@ -110,13 +109,6 @@ class Stage2:
 
     async def close(self) -> None:
         await self.forget()
-
-    async def _flush(self) -> None:
-        assert self._db is not None
-        pending = await self._db.pending()
-        if pending:
-            await self.send(pending)
-            await self._db.acknowledge(pending[-1].seq)
 
     # -- batches ----------------------------------------------------------------------------------
     async def process(self, records: list[InRecord]) -> None:
@@ -153,14 +145,10 @@ class Stage2:
                 out += await self._apply_sft(db, ops, dropped)
             self.dirty |= touched_classes
             out += self._publishable(time.time())
-            await db.commit(
-                offsets=offsets,
-                outbox=db.stage(out),
-                meta={"stage2": self._snapshot()},
-                drop_pairs=dropped,
-            )
+            staged = db.stage(out)
+            await db.commit(offsets=offsets, outbox=staged, meta={"stage2": self._snapshot()}, drop_pairs=dropped)
             self.offsets = offsets
-            await self._flush()
+            await db.deliver(self.send, staged)
         self.metrics.batch_seconds.labels("stage2").observe(time.perf_counter() - started)
         self.metrics.batch_size.labels("stage2").observe(applied)
 
@@ -174,8 +162,9 @@ class Stage2:
                 return
             out = self._publishable(time.time())
             if out:
-                await db.commit(outbox=db.stage(out), meta={"stage2": self._snapshot()})
-                await self._flush()
+                staged = db.stage(out)
+                await db.commit(outbox=staged, meta={"stage2": self._snapshot()})
+                await db.deliver(self.send, staged)
 
     # -- SFT pairs and triggers -------------------------------------------------------------------
     async def _apply_sft(self, db: PartitionDB, ops: list[list[Any]], dropped: list[str]) -> list[OutRecord]:
@@ -185,12 +174,8 @@ class Stage2:
         op, not per stored member. Trigger counting sees one change per touched pair, in op order; a pair
         that appears and disappears within one micro-batch never counts.
         """
-        pair_ids = list(dict.fromkeys(op[1] for op in ops))
-        before = await db.sft_representatives(pair_ids)
-        await db.stage_sft_ops(ops)
-        after = await db.sft_representatives(pair_ids)
+        pair_ids, before, after, texts = await db.apply_sft_ops(ops)
         last_op = {op[1]: i for i, op in enumerate(ops)}
-        texts = await db.sft_pair_texts(pid for pid in pair_ids if pid in after)
         out: list[OutRecord] = []
         changes: list[SftChange] = []
         now = time.time()

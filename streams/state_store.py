@@ -7,10 +7,11 @@ de-duplicate by source and sequence). Consumed offsets are acknowledged to Kafka
 and records below the stored offsets are skipped on re-delivery, so a restart neither loses nor
 double-counts anything. WAL with synchronous=NORMAL survives a killed process (not a power cut).
 
-The connection is used synchronously from the event loop, on purpose: every statement here takes well
-under a millisecond, and a thread hop per statement (aiosqlite) cost more than the statement itself and
-let the two stages' work interleave badly (measured: docs/benchmarks.md). The methods stay coroutines so
-that callers do not depend on that choice.
+Reads run on the event loop's connection (WAL: they see the last commit and never wait for a writer).
+Every statement that writes runs in a worker thread, where SQLite works without holding the GIL: a commit
+may checkpoint the WAL (thousands of pages), and stage 2's writes used to stall the loop, stage 1's
+batches included (docs/decisions.md #13). Statements from a thread use multi-row forms
+(:mod:`streams.sql_rows`), never one statement per row.
 """
 
 from __future__ import annotations
@@ -22,18 +23,17 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from learning.state.ledger import LedgerEntry
 from streams import ledger_rows
 from streams.errors import StateStoreError
-from streams.records import OutRecord
+from streams.records import OutRecord, Sender
+from streams.sql_rows import execute_rows
 
 T = TypeVar("T")
 
 SEQ_HEADER = "tl-seq"
-# Above this many rows a statement batch runs in a thread, where SQLite works without holding the GIL.
-BIG_BATCH = 256
 
 _SCHEMA = (
     ledger_rows.SCHEMA
@@ -51,6 +51,15 @@ CREATE TABLE IF NOT EXISTS sft_members (pair_id TEXT NOT NULL, trace_id TEXT NOT
 CREATE INDEX IF NOT EXISTS sft_members_newest ON sft_members (pair_id, started_at DESC, trace_id DESC);
 """
 )
+
+
+class SftOpsResult(NamedTuple):
+    pair_ids: list[str]  # touched pairs, in first-op order
+    before: dict[str, tuple[Any, ...]]
+    after: dict[str, tuple[Any, ...]]
+    texts: dict[str, tuple[str, str, str]]
+
+
 # A statement that finds the database locked by the other connection waits this long instead of failing.
 _BUSY_MS = 30_000
 
@@ -67,6 +76,8 @@ class PartitionDB:
         # Held by every statement batch that may run in a worker thread, and by close(): a task cancelled
         # at shutdown leaves its thread running, and closing the connection under it crashed the process.
         self._lock = threading.Lock()
+        # the outbox may hold records that were never sent: at open (a crash) and after a failed send
+        self._unsent = True
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -134,7 +145,44 @@ class PartitionDB:
             found.update({row[0]: ledger_rows.from_row(row) for row in self.db.execute(sql, chunk).fetchall()})
         return found
 
-    async def sft_representatives(self, pair_ids: Iterable[str]) -> dict[str, tuple[Any, ...]]:
+    async def apply_sft_ops(self, ops: list[list[Any]]) -> SftOpsResult:
+        """Apply SFT membership ops in a thread, inside a transaction that the next :meth:`commit` ends.
+
+        Returns the newest member of each touched pair before and after, and the texts of the pairs
+        that still have one. Nothing else may use this store until that commit (stage 2 holds its lock).
+        """
+        return await asyncio.to_thread(self._locked, self._apply_sft_ops, ops)
+
+    def _apply_sft_ops(self, ops: list[list[Any]]) -> SftOpsResult:
+        db = self.db
+        pair_ids = list(dict.fromkeys(op[1] for op in ops))
+        try:
+            before = self._sft_representatives(pair_ids)
+            # only the last op per (pair, trace) matters, which makes the grouped statements order-free
+            final: dict[tuple[str, str], list[Any]] = {}
+            for op in ops:
+                final[(op[1], op[2])] = op
+            removals = [key for key, op in final.items() if op[0] == "-"]
+            additions = [op for op in final.values() if op[0] == "+"]
+            execute_rows(db, "DELETE FROM sft_members WHERE (pair_id, trace_id) IN (VALUES ", removals, ")")
+            execute_rows(
+                db,
+                "INSERT OR REPLACE INTO sft_members (pair_id, trace_id, started_at, model, agent, feedback) VALUES ",
+                [(op[1], op[2], float(op[3]), op[4], op[5], float(op[6])) for op in additions],
+            )
+            execute_rows(
+                db,
+                "INSERT OR IGNORE INTO sft_pairs (pair_id, input, output, query_class) VALUES ",
+                [(op[1], op[8], op[9], op[7]) for op in additions],
+            )
+            after = self._sft_representatives(pair_ids)
+            texts = self._sft_pair_texts([pid for pid in pair_ids if pid in after])
+        except BaseException:
+            db.rollback()
+            raise
+        return SftOpsResult(pair_ids, before, after, texts)
+
+    def _sft_representatives(self, pair_ids: list[str]) -> dict[str, tuple[Any, ...]]:
         """The newest member (trace_id, started_at, model, agent, feedback) of each pair that has one.
 
         One statement with an index seek per pair; it sees the open transaction's own writes.
@@ -144,35 +192,14 @@ class PartitionDB:
             "JOIN sft_members AS m ON m.pair_id = j.value AND m.trace_id = (SELECT trace_id FROM sft_members "
             "WHERE pair_id = j.value ORDER BY started_at DESC, trace_id DESC LIMIT 1)"
         )
-        rows = self.db.execute(sql, (json.dumps(list(dict.fromkeys(pair_ids))),)).fetchall()
+        rows = self.db.execute(sql, (json.dumps(pair_ids),)).fetchall()
         return {row[0]: tuple(row[1:]) for row in rows}
 
-    async def stage_sft_ops(self, ops: list[list[Any]]) -> None:
-        """Apply SFT membership ops inside the open transaction (committed by the next :meth:`commit`).
-
-        Only the last op per (pair, trace) matters, which makes the grouped statements order-free.
-        """
-        final: dict[tuple[str, str], list[Any]] = {}
-        for op in ops:
-            final[(op[1], op[2])] = op
-        removals = [(pid, tid) for (pid, tid), op in final.items() if op[0] == "-"]
-        additions = [op for op in final.values() if op[0] == "+"]
-        self.db.executemany("DELETE FROM sft_members WHERE pair_id = ? AND trace_id = ?", removals)
-        self.db.executemany(
-            "INSERT OR REPLACE INTO sft_members (pair_id, trace_id, started_at, model, agent, feedback) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(op[1], op[2], float(op[3]), op[4], op[5], float(op[6])) for op in additions],
-        )
-        self.db.executemany(
-            "INSERT OR IGNORE INTO sft_pairs (pair_id, input, output, query_class) VALUES (?, ?, ?, ?)",
-            [(op[1], op[8], op[9], op[7]) for op in additions],
-        )
-
-    async def sft_pair_texts(self, pair_ids: Iterable[str]) -> dict[str, tuple[str, str, str]]:
+    def _sft_pair_texts(self, pair_ids: list[str]) -> dict[str, tuple[str, str, str]]:
         rows = self.db.execute(
             "SELECT p.pair_id, p.input, p.output, p.query_class FROM json_each(?) AS j "
             "JOIN sft_pairs AS p ON p.pair_id = j.value",
-            (json.dumps(list(dict.fromkeys(pair_ids))),),
+            (json.dumps(pair_ids),),
         ).fetchall()
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
@@ -182,6 +209,18 @@ class PartitionDB:
             OutRecord(topic, key, value, OutRecord.headers_from_json(headers), seq)
             for seq, topic, key, value, headers in rows
         ]
+
+    async def deliver(self, send: Sender, staged: list[OutRecord] | None = None) -> None:
+        """Send what the outbox holds, then delete it. ``staged`` is what the last commit wrote: when
+        every earlier record went out, that is the whole outbox and it is not read back."""
+        records = staged if staged is not None and not self._unsent else await self.pending()
+        if not records:
+            self._unsent = False
+            return
+        self._unsent = True
+        await send(records)
+        await self.acknowledge(records[-1].seq)
+        self._unsent = False
 
     # -- writes -----------------------------------------------------------------------------------
     def stage(self, records: list[OutRecord]) -> list[OutRecord]:
@@ -206,19 +245,15 @@ class PartitionDB:
         meta: dict[str, Any] | None = None,
         drop_pairs: Iterable[str] = (),
     ) -> None:
-        """One atomic transaction for everything a batch changed (in a thread when it is big).
+        """One atomic transaction for everything a batch changed, written by a worker thread.
 
         ``ledger`` holds rows of :func:`streams.ledger_rows.to_row`. Commits must not overlap: the caller
         awaits one before it starts the next.
         """
-        size = len(ledger or ()) + len(outbox or ())
         db = self.db
-        if size > BIG_BATCH:
-            # statements staged on the loop's connection (stage_sft_ops) commit with the batch, on that connection
-            writer = db if db.in_transaction else self._writer_db()
-            await asyncio.to_thread(self._locked, self._commit, writer, ledger, offsets, outbox, meta, drop_pairs)
-        else:
-            self._locked(self._commit, db, ledger, offsets, outbox, meta, drop_pairs)
+        # statements staged on the loop's connection (apply_sft_ops) commit with the batch, on that connection
+        writer = db if db.in_transaction else self._writer_db()
+        await asyncio.to_thread(self._locked, self._commit, writer, ledger, offsets, outbox, meta, drop_pairs)
 
     def _locked(self, fn: Callable[..., T], *args: Any) -> T:
         with self._lock:
@@ -245,8 +280,9 @@ class PartitionDB:
                     [(t, p, o) for (t, p), o in offsets.items()],
                 )
             if outbox:
-                db.executemany(
-                    "INSERT INTO outbox (seq, topic, key, value, headers) VALUES (?, ?, ?, ?, ?)",
+                execute_rows(
+                    db,
+                    "INSERT INTO outbox (seq, topic, key, value, headers) VALUES ",
                     [(r.seq, r.topic, r.key, r.value, r.headers_json()) for r in outbox],
                 )
             meta = dict(meta or {})
@@ -257,7 +293,7 @@ class PartitionDB:
                 "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
                 [(k, json.dumps(v)) for k, v in meta.items()],
             )
-            db.executemany("DELETE FROM sft_pairs WHERE pair_id = ?", [(pid,) for pid in drop_pairs])
+            execute_rows(db, "DELETE FROM sft_pairs WHERE pair_id IN (VALUES ", [(pid,) for pid in drop_pairs], ")")
             db.commit()
         except BaseException:
             db.rollback()

@@ -57,7 +57,9 @@ def apply_trace(
     reward_fn: HeuristicRewardFunction | None = None,
 ) -> tuple[LedgerEntry, Contribution | None, Contribution | None]:
     """Record ``trace``; returns the new entry and the (old, new) effective contributions."""
-    entry = entry or LedgerEntry()
+    if entry is None:  # the common case, a trace seen for the first time: nothing to retract
+        base = contribution_of(trace, min_quality=min_quality, reward_fn=reward_fn or DEFAULT_REWARD)
+        return LedgerEntry(base, trace.query, trace.result), None, base
     old = entry.effective(min_quality)
     base = contribution_of(trace, min_quality=min_quality, reward_fn=reward_fn or DEFAULT_REWARD)
     new_entry = LedgerEntry(base, trace.query, trace.result, entry.fb_score, entry.fb_outcome, entry.fb_ts)

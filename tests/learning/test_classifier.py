@@ -1,7 +1,19 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from learning import build_routing_context, classify_query
-from learning.classifier import CLASSIFIER_VERSION, QUERY_CLASSES
+from learning.classifier import (
+    _ARITHMETIC,
+    _CODE_RULES,
+    _DIGIT,
+    _MATH_GUARDS,
+    _MATH_WORDS,
+    CLASSIFIER_VERSION,
+    QUERY_CLASSES,
+    _has_code,
+    _has_math,
+)
 
 
 @pytest.mark.parametrize(
@@ -53,3 +65,62 @@ def test_build_routing_context():
     assert ctx.language == "en"
     assert ctx.metadata["classifier_version"] == CLASSIFIER_VERSION
     assert build_routing_context("let me know").has_code is False
+
+
+# Text built from the pieces the patterns look for, so that matches and near-misses are both common.
+_PIECES = [
+    "def ",
+    "class ",
+    "import ",
+    "from x ",
+    "function",
+    "const ",
+    "let ",
+    "var ",
+    "#include <",
+    "System.out.",
+    "console.log(",
+    "for ",
+    " in ",
+    "if (",
+    ") {",
+    "=>",
+    "`",
+    "```",
+    "(",
+    ")",
+    ":",
+    "=",
+    "{",
+    "\n",
+    " ",
+    "x",
+    "solve",
+    "Integral",
+    "compute",
+    "7",
+    "+",
+    "*",
+    "٣",
+    "ſ",
+    "Σ",
+    "é",
+    "name",
+    "_a",
+    "$",
+]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=14).map("".join) | st.text(max_size=60))
+def test_guards_never_change_the_answer(query):
+    """The punctuation guards and the ASCII digit scan only skip searches that cannot succeed: the result
+    equals running each pattern whose guard word is in the lower-cased query."""
+    lowered = query.lower()
+    expected_code = any(any(w in lowered for w in words) and p.search(query) for _, words, p in _CODE_RULES)
+    assert _has_code(query, lowered) == expected_code
+    expected_math = bool(
+        (any(w in lowered for w in _MATH_GUARDS) and _MATH_WORDS.search(query))
+        or (_DIGIT.search(query) and _ARITHMETIC.search(query))
+    )
+    assert _has_math(query, lowered) == expected_math

@@ -7,16 +7,21 @@ import json
 import threading
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from learning.models import FeedbackEvent
+from learning.state import ContributionLedger, LearningState
 from streams.metrics import WorkerMetrics
 from streams.records import InRecord, OutRecord
 from streams.settings import Settings
 from streams.stage1 import Stage1
 from streams.stage2 import Stage2
-from streams.state_store import BIG_BATCH, SEQ_HEADER, PartitionDB
+from streams.state_store import SEQ_HEADER, PartitionDB
 from tests.factories import make_trace
+from tests.learning.test_incremental_equals_batch import feedback_st, trace_st
 
 
 class Sink:
@@ -141,9 +146,8 @@ async def test_stage1_next_batch_sees_the_batch_still_being_written(settings, mo
     monkeypatch.setattr(PartitionDB, "_commit", slow_commit)
     sink = Sink()
     stage = Stage1(settings, sink, WorkerMetrics())
-    # big enough to be written by a thread (small batches commit on the loop)
     first = [trace_record(settings, 0, "a", feedback=None)]
-    first += [trace_record(settings, i, f"t{i}", feedback=None) for i in range(1, BIG_BATCH + 1)]
+    first += [trace_record(settings, i, f"t{i}", feedback=None) for i in range(1, 300)]
     await stage.submit(first)
     while not writing.is_set():
         await asyncio.sleep(0.005)
@@ -178,3 +182,52 @@ async def test_stage1_expires_ledger_entries_after_the_feedback_window(settings)
     await stage.process([InRecord(settings.feedback_topic, 0, 0, b"old", fb)])
     assert len(sink.on(settings.deltas_topic)) == before
     await stage.close()
+
+
+@hyp_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    traces=st.lists(trace_st, min_size=1, max_size=30),
+    feedbacks=st.lists(feedback_st, max_size=20),
+    data=st.data(),
+)
+def test_stage1_deltas_equal_the_one_by_one_ledger(tmp_path_factory, traces, feedbacks, data):
+    """Stage 1's fast path (summed deltas, skipped SFT work, one batch in flight) against the learning
+    core's ledger applied event by event: the merged deltas and the net SFT membership are the same."""
+    settings = Settings(bootstrap_servers="x:1", state_dir=tmp_path_factory.mktemp("s1"))
+    events = data.draw(st.permutations([("t", t) for t in traces] + [("f", fb) for fb in feedbacks]))
+    ledger = ContributionLedger(min_quality=settings.min_quality)
+    expected = LearningState()
+    members: set[tuple[str, str]] = set()
+    for kind, event in events:
+        old, new = ledger.add_trace(event) if kind == "t" else ledger.add_feedback(event)
+        expected.replace(old, new)
+        for c, present in ((old, False), (new, True)):
+            if c is not None and c.qualifies:
+                (members.add if present else members.discard)((c.pair_id, c.trace_id))
+
+    records = []
+    for offset, (kind, event) in enumerate(events):
+        topic = settings.traces_topic if kind == "t" else settings.feedback_topic
+        records.append(InRecord(topic, 0, offset, event.trace_id.encode(), event.model_dump_json().encode()))
+    cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(records) - 1)), max_size=4)))
+    batches = [records[i:j] for i, j in zip([0, *cuts], [*cuts, len(records)], strict=True)]
+
+    async def run() -> tuple[LearningState, set[tuple[str, str]]]:
+        sink = Sink()
+        stage = Stage1(settings, sink, WorkerMetrics(CollectorRegistry()))
+        for batch in batches:
+            await stage.submit(batch)
+        await stage.settle()
+        await stage.close()
+        merged, seen = LearningState(), set()
+        for record in sink.on(settings.deltas_topic):
+            message = json.loads(record.value)
+            if message["state"]:
+                merged.merge(LearningState.from_json(message["state"]))
+            for op in message["sft"]:
+                (seen.add if op[0] == "+" else seen.discard)((op[1], op[2]))
+        return merged, seen
+
+    merged, seen = asyncio.run(run())
+    assert merged.to_json() == expected.to_json()
+    assert seen == members

@@ -8,10 +8,12 @@ import sqlite3
 import threading
 import time
 
+import pytest
+
 from learning.state.contribution import contribution_of
 from learning.state.ledger import LedgerEntry
-from streams.ledger_rows import to_row
-from streams.state_store import BIG_BATCH, PartitionDB
+from streams.ledger_rows import COLUMNS, from_row, to_row
+from streams.state_store import PartitionDB
 from tests.factories import make_trace
 
 
@@ -33,7 +35,7 @@ def test_close_waits_for_a_thread_commit_of_a_cancelled_task(tmp_path, monkeypat
 
         monkeypatch.setattr(db, "_commit", slow_commit)
         entry = LedgerEntry(contribution_of(make_trace("t")), "q", "r")
-        ledger = [to_row(f"t{i}", entry, 0.0) for i in range(BIG_BATCH + 1)]  # big enough for the thread path
+        ledger = [to_row(f"t{i}", entry, 0.0) for i in range(300)]
         task = asyncio.create_task(db.commit(ledger=ledger, offsets={("traces", 0): 10}))
         while not entered.is_set():
             await asyncio.sleep(0.01)
@@ -44,7 +46,7 @@ def test_close_waits_for_a_thread_commit_of_a_cancelled_task(tmp_path, monkeypat
     asyncio.run(main())
     assert events == ["committed", "closed"]
     with sqlite3.connect(tmp_path / "p0.db") as check:
-        assert check.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == BIG_BATCH + 1
+        assert check.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 300
         assert check.execute("SELECT next_offset FROM offsets").fetchone()[0] == 10
 
 
@@ -72,3 +74,18 @@ def test_a_ledger_of_the_json_layout_is_migrated_on_open(tmp_path):
         await again.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        LedgerEntry(contribution_of(make_trace("t1", tools=["calc", "web", "calc"])), "q", "r", 0.4, "failure", 3.0),
+        LedgerEntry(contribution_of(make_trace("t2")), "query", "result"),
+        LedgerEntry(None, "", "", 0.9, None, 4.0),
+    ],
+)
+def test_ledger_rows_round_trip(entry):
+    row = to_row(entry.base.trace_id if entry.base else "t3", entry, 12.5)
+    assert len(row) == len(COLUMNS)
+    assert dict(zip(COLUMNS, row, strict=True))["touched"] == 12.5
+    assert from_row(row) == entry
