@@ -15,14 +15,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from learning.errors import InvalidTraceError
-from learning.models import FeedbackEvent, Trace, parse_feedback, parse_trace
+from learning.models import FeedbackEvent, parse_feedback, parse_trace
 from learning.reward import HeuristicRewardFunction
 from learning.state.accumulate import DeltaAccumulator
-from learning.state.contribution import Contribution
-from learning.state.ledger import LedgerEntry, apply_feedback, apply_trace
+from learning.state.contribution import Contribution, contribution_of
+from learning.state.ledger import LedgerEntry, apply_contribution, apply_feedback
 from learning.state.tables import LearningState
 from streams import ledger_rows
 from streams.metrics import WorkerMetrics
@@ -69,6 +69,21 @@ def dead_letter(settings: Settings, record: Consumed, reason: str, error: str) -
         ("source_offset", str(record.offset).encode()),
     )
     return OutRecord(settings.dlq_topic, record.key, record.value, headers)
+
+
+class _Arrival(NamedTuple):
+    """A parsed trace, reduced to what stage 1 keeps of it: the Trace model itself is dropped at once.
+
+    (A batch's parsed models, alive until its end, made the garbage collector run several times per batch.)
+    """
+
+    trace_id: str
+    base: Contribution
+    query: str
+    result: str
+
+
+Event = _Arrival | FeedbackEvent
 
 
 @dataclass
@@ -197,7 +212,7 @@ class Stage1:
 
     def _read(
         self, partition: int, batch: list[Consumed]
-    ) -> tuple[list[Trace | FeedbackEvent], list[OutRecord], dict[tuple[str, int], int] | None]:
+    ) -> tuple[list[Event], list[OutRecord], dict[tuple[str, int], int] | None]:
         """Skip records below the stored offsets, parse the rest; invalid ones become dead letters.
 
         Returns the parsed events, the dead letters and the offsets after this batch (None: nothing new).
@@ -206,9 +221,10 @@ class Stage1:
         feedback_topic = self.settings.feedback_topic
         floors: dict[str, int] = {}
         nexts: dict[str, int] = {}
-        parsed: list[Trace | FeedbackEvent] = []
+        parsed: list[Event] = []
         out: list[OutRecord] = []
         duplicates = 0
+        min_quality, reward_fn = self.settings.min_quality, self.reward_fn
         for record in batch:
             topic, offset = record.topic, record.offset
             floor = floors.get(topic)
@@ -223,7 +239,12 @@ class Stage1:
             try:
                 if value is None:
                     raise InvalidTraceError("empty message value (a tombstone is not a trace)")
-                parsed.append(parse_feedback(value) if topic == feedback_topic else parse_trace(value))
+                if topic == feedback_topic:
+                    parsed.append(parse_feedback(value))
+                else:
+                    trace = parse_trace(value)
+                    base = contribution_of(trace, min_quality=min_quality, reward_fn=reward_fn)
+                    parsed.append(_Arrival(trace.trace_id, base, trace.query, trace.result))
             except InvalidTraceError as exc:
                 reason = "invalid_json" if "JSON" in str(exc) else "schema"
                 self.metrics.invalid.labels(reason).inc()
@@ -237,9 +258,7 @@ class Stage1:
             new_offsets[(topic, partition)] = next_offset
         return parsed, out, new_offsets
 
-    async def _entries(
-        self, partition: int, db: PartitionDB, parsed: list[Trace | FeedbackEvent]
-    ) -> dict[str, LedgerEntry | None]:
+    async def _entries(self, partition: int, db: PartitionDB, parsed: list[Event]) -> dict[str, LedgerEntry | None]:
         """The current ledger entries of these events' trace ids: the batch in flight's from memory."""
         unsettled = self._unsettled.get(partition, {})
         entries: dict[str, LedgerEntry | None] = {}
@@ -254,7 +273,7 @@ class Stage1:
         return entries
 
     def _apply(
-        self, parsed: list[Trace | FeedbackEvent], entries: dict[str, LedgerEntry | None]
+        self, parsed: list[Event], entries: dict[str, LedgerEntry | None]
     ) -> tuple[dict[str, LedgerEntry], LearningState, list[list[Any]], int]:
         """Fold the events into their entries, in order; returns the changed entries, the summed delta,
         the SFT membership ops and the number of traces (the rest were feedback)."""
@@ -262,12 +281,14 @@ class Stage1:
         ops: list[list[Any]] = []
         changed: dict[str, LedgerEntry] = {}
         n_traces = 0
-        min_quality, reward_fn = self.settings.min_quality, self.reward_fn
+        min_quality = self.settings.min_quality
         for event in parsed:
             tid = event.trace_id
             entry = entries.get(tid)
-            if isinstance(event, Trace):
-                new_entry, old, new = apply_trace(entry, event, min_quality=min_quality, reward_fn=reward_fn)
+            if isinstance(event, _Arrival):
+                new_entry, old, new = apply_contribution(
+                    entry, event.base, event.query, event.result, min_quality=min_quality
+                )
                 n_traces += 1
             else:
                 new_entry, old, new = apply_feedback(entry, event, min_quality=min_quality)

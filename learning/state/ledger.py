@@ -57,12 +57,26 @@ def apply_trace(
     reward_fn: HeuristicRewardFunction | None = None,
 ) -> tuple[LedgerEntry, Contribution | None, Contribution | None]:
     """Record ``trace``; returns the new entry and the (old, new) effective contributions."""
-    if entry is None:  # the common case, a trace seen for the first time: nothing to retract
-        base = contribution_of(trace, min_quality=min_quality, reward_fn=reward_fn or DEFAULT_REWARD)
-        return LedgerEntry(base, trace.query, trace.result), None, base
-    old = entry.effective(min_quality)
     base = contribution_of(trace, min_quality=min_quality, reward_fn=reward_fn or DEFAULT_REWARD)
-    new_entry = LedgerEntry(base, trace.query, trace.result, entry.fb_score, entry.fb_outcome, entry.fb_ts)
+    return apply_contribution(entry, base, trace.query, trace.result, min_quality=min_quality)
+
+
+def apply_contribution(
+    entry: LedgerEntry | None,
+    base: Contribution,
+    query: str,
+    result: str,
+    *,
+    min_quality: float = DEFAULT_MIN_QUALITY,
+) -> tuple[LedgerEntry, Contribution | None, Contribution | None]:
+    """:func:`apply_trace` with the trace's own contribution already worked out (``contribution_of``).
+
+    A stream processor computes it while parsing, so that each parsed trace can be dropped at once.
+    """
+    if entry is None:  # the common case, a trace seen for the first time: nothing to retract
+        return LedgerEntry(base, query, result), None, base
+    old = entry.effective(min_quality)
+    new_entry = LedgerEntry(base, query, result, entry.fb_score, entry.fb_outcome, entry.fb_ts)
     return new_entry, old, new_entry.effective(min_quality)
 
 
