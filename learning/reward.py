@@ -59,16 +59,29 @@ class HeuristicRewardFunction(RewardFunction):
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
     ) -> float:
-        """The reward from its four inputs (the hot path calls this directly)."""
-        # clamped inline (no helper call): this runs once per trace on the stream's hot path
-        latency_score = min(1.0, max(0.0, 1.0 - latency_seconds / self.max_latency))
-        cost_score = min(1.0, max(0.0, 1.0 - cost_usd / self.max_cost))
+        """The reward from its four inputs."""
+        return self.score_values(latency_seconds, cost_usd, prompt_tokens, completion_tokens)
+
+    def score_values(
+        self, latency_seconds: float, cost_usd: float, prompt_tokens: int, completion_tokens: int
+    ) -> float:
+        """:meth:`score` with positional arguments, for the stream's hot path (once per trace)."""
+        # clamps as comparisons: eight min()/max() calls cost as much as the rest together. NaN clamps to 0.0,
+        # as min(1.0, max(0.0, nan)) does
+        latency_score = 1.0 - latency_seconds / self.max_latency
+        latency_score = latency_score if 0.0 <= latency_score <= 1.0 else (1.0 if latency_score > 1.0 else 0.0)
+        cost_score = 1.0 - cost_usd / self.max_cost
+        cost_score = cost_score if 0.0 <= cost_score <= 1.0 else (1.0 if cost_score > 1.0 else 0.0)
         total = prompt_tokens + completion_tokens
-        efficiency = min(1.0, max(0.0, completion_tokens / total)) if total > 0 else 0.5
+        if total > 0:
+            efficiency = completion_tokens / total
+            efficiency = efficiency if 0.0 <= efficiency <= 1.0 else (1.0 if efficiency > 1.0 else 0.0)
+        else:
+            efficiency = 0.5
         reward = (
             self.weight_latency * latency_score + self.weight_cost * cost_score + self.weight_efficiency * efficiency
         )
-        return min(1.0, max(0.0, reward))
+        return reward if 0.0 <= reward <= 1.0 else (1.0 if reward > 1.0 else 0.0)
 
     def compute(self, context: RoutingContext | None, model_key: str, response: str, **kwargs: Any) -> float:
         return self.score(

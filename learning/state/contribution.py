@@ -101,11 +101,8 @@ def contribution_of(
     """
     fb = feedback if feedback is not None else trace.feedback
     oc = outcome if outcome is not None else trace.outcome
-    reward = reward_fn.score(
-        latency_seconds=trace.total_latency_seconds,
-        cost_usd=trace.cost_usd,
-        prompt_tokens=trace.prompt_tokens,
-        completion_tokens=trace.completion_tokens,
+    reward = reward_fn.score_values(
+        trace.total_latency_seconds, trace.cost_usd, trace.prompt_tokens, trace.completion_tokens
     )
     tools, tool_calls = _tool_calls(trace)
     query = trace.query

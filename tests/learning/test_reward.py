@@ -1,4 +1,8 @@
+import math
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from learning import HeuristicRewardFunction
 from learning.errors import ConfigError
@@ -32,3 +36,24 @@ def test_bad_parameters_rejected(kwargs):
         HeuristicRewardFunction(**kwargs)
     with pytest.raises(ValueError):
         HeuristicRewardFunction(**kwargs)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-5, 10_000),
+    st.integers(-5, 10_000),
+)
+def test_score_equals_the_clamped_formula(latency, cost, prompt, completion):
+    """The hot path's comparisons clamp exactly as min/max do, NaN and infinities included."""
+    fn = HeuristicRewardFunction()
+
+    def clamp(x: float) -> float:
+        return min(1.0, max(0.0, x))
+
+    total = prompt + completion
+    efficiency = clamp(completion / total) if total > 0 else 0.5
+    expected = clamp(0.4 * clamp(1.0 - latency / 30.0) + 0.3 * clamp(1.0 - cost / 0.01) + 0.3 * efficiency)
+    got = fn.score(latency_seconds=latency, cost_usd=cost, prompt_tokens=prompt, completion_tokens=completion)
+    assert got == expected or (math.isnan(got) and math.isnan(expected))
