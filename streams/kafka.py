@@ -7,6 +7,7 @@ import ssl
 import time
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.errors import TopicError
@@ -68,3 +69,17 @@ async def topic_partitions(
             await asyncio.sleep(0.2)
     finally:
         await admin.close()
+
+
+def seek_to_start(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) -> None:
+    """Start reading ``partitions`` at their first record.
+
+    Offset 0 rather than ``seek_to_beginning``: that sends a ListOffsets request, which the embedded
+    broker answers wrongly in some cases (notes/embedded-kafka.md). Where compaction or retention removed
+    offset 0, the consumer's ``auto_offset_reset`` must be "earliest" to land on the first kept record.
+    """
+    # aiokafka has no public getter for it; a consumer left at "latest" would skip the retained records
+    if getattr(consumer, "_auto_offset_reset", "earliest") != "earliest":
+        raise ValueError('seek_to_start needs a consumer with auto_offset_reset="earliest"')
+    for tp in partitions:
+        consumer.seek(tp, 0)

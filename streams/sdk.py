@@ -27,7 +27,7 @@ from learning.models import FeedbackEvent, RoutingTableUpdate, Trace, describe_v
 from learning.routing.heuristic import HeuristicRouter
 from learning.routing.policy import RouterPolicy
 from learning.types import RoutingContext
-from streams.kafka import client_kwargs, topic_partitions
+from streams.kafka import client_kwargs, seek_to_start, topic_partitions
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -185,13 +185,17 @@ class RoutingTableView:
 
     async def start(self) -> RoutingTableView:
         consumer = AIOKafkaConsumer(
-            **client_kwargs(self.settings), enable_auto_commit=False, fetch_max_wait_ms=20, group_id=None
+            **client_kwargs(self.settings),
+            enable_auto_commit=False,
+            fetch_max_wait_ms=20,
+            group_id=None,
+            auto_offset_reset="earliest",
         )
         await consumer.start()
         partitions = await topic_partitions(self.settings, self.settings.routing_topic, expected=1)
         tps = [TopicPartition(self.settings.routing_topic, p) for p in partitions]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        seek_to_start(consumer, tps)
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(), name="tracelearn-routing-view")
         return self

@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from learning.models import LearningResult, LearningTrigger, SftPair
 from learning.training.registry import AdapterRegistry
-from streams.kafka import client_kwargs, topic_partitions
+from streams.kafka import client_kwargs, seek_to_start, topic_partitions
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -286,13 +286,10 @@ class TrainerService:
             consumer.assign(tps)
             async with self.db.execute("SELECT part, next_offset FROM offsets") as cur:
                 stored = dict(await cur.fetchall())
+            seek_to_start(consumer, [tp for tp in tps if tp.partition not in stored])
             for tp in tps:
                 if tp.partition in stored:
                     consumer.seek(tp, stored[tp.partition])
-                else:
-                    # offset 0, not seek_to_beginning: no ListOffsets request (the embedded broker answers
-                    # some wrongly); an offset compaction removed falls back to earliest (auto_offset_reset)
-                    consumer.seek(tp, 0)
             while not self._stop.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=5000)
                 records = [r for msgs in batches.values() for r in msgs]

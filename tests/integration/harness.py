@@ -14,7 +14,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.kafka import client_kwargs, topic_partitions
+from streams.kafka import client_kwargs, seek_to_start, topic_partitions
 from streams.settings import Settings
 from streams.topics import topic_specs
 from streams.worker import prepare_topics
@@ -76,13 +76,15 @@ class WorkerProcess:
 
 async def read_topic(settings: Settings, topic: str, *, idle: float = 1.0, timeout: float = 30.0) -> list[Any]:
     """Every record of ``topic`` from the beginning, until no new record arrived for ``idle`` seconds."""
-    consumer = AIOKafkaConsumer(**client_kwargs(settings), enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(settings), enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+    )
     await consumer.start()
     try:
         expected = {spec.name: spec.partitions for spec in topic_specs(settings)}.get(topic)
         tps = [TopicPartition(topic, p) for p in await topic_partitions(settings, topic, expected=expected)]
         consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        seek_to_start(consumer, tps)
         records: list[Any] = []
         deadline = time.monotonic() + timeout
         last_new = time.monotonic()

@@ -1,13 +1,15 @@
-"""topic_partitions asks the broker, not a client's cache, and says so when a topic does not exist."""
+"""topic_partitions asks the broker, not a client's cache, and says so when a topic does not exist;
+seek_to_start reads a topic from its first record without a ListOffsets request."""
 
 from __future__ import annotations
 
 import asyncio
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.errors import TopicError
-from streams.kafka import topic_partitions
+from streams.kafka import client_kwargs, seek_to_start, topic_partitions
 from streams.worker import prepare_topics
 
 pytestmark = pytest.mark.integration
@@ -19,3 +21,31 @@ async def test_partitions_of_a_fresh_topic_and_of_a_missing_one(settings):
     assert await topic_partitions(settings, settings.routing_topic, expected=1) == [0]
     with pytest.raises(TopicError, match="no partitions"):
         await topic_partitions(settings, f"{settings.topic_prefix}.missing", timeout=0.5)
+
+
+async def test_seek_to_start_reads_every_retained_record(settings):
+    await asyncio.to_thread(prepare_topics, settings)
+    producer = AIOKafkaProducer(**client_kwargs(settings))
+    await producer.start()
+    try:
+        for i in range(5):
+            await producer.send_and_wait(settings.routing_topic, f"v{i}".encode(), key=f"k{i}".encode())
+    finally:
+        await producer.stop()
+    tps = [TopicPartition(settings.routing_topic, 0)]
+    with pytest.raises(ValueError, match="earliest"):  # a consumer that would skip to the end
+        seek_to_start(AIOKafkaConsumer(**client_kwargs(settings), group_id=None), tps)
+    consumer = AIOKafkaConsumer(**client_kwargs(settings), group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        seek_to_start(consumer, tps)
+        values: list[bytes] = []
+        for _ in range(50):
+            batches = await consumer.getmany(timeout_ms=200)
+            values += [m.value for msgs in batches.values() for m in msgs]
+            if len(values) >= 5:
+                break
+        assert values == [f"v{i}".encode() for i in range(5)]
+    finally:
+        await consumer.stop()
