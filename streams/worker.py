@@ -48,6 +48,10 @@ def run_worker(settings: Settings, *, loglevel: str = "WARNING") -> None:
         if settings.web_port:
             print(f"tracelearn: metrics on http://{settings.web_host}:{settings.web_port}/metrics", flush=True)
         worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True)
+        # Faust's start-up spinner sets the root logger to DEBUG for good (its handler spins per record):
+        # every debug call of aiokafka, Faust and mode then built a log record that nothing printed, a
+        # tenth of a core on an idle worker (docs/benchmarks.md)
+        worker.spinner = None
         tune_interpreter()
         worker.execute_from_commandline()
     finally:
