@@ -2,6 +2,8 @@
 worker memory after many traces; all on one embedded broker in one run.
 
     .venv/bin/python bench/pipeline_bench.py [--traces 200000] [--memory-traces 1000000] [--quick]
+    .venv/bin/python bench/pipeline_bench.py --throughput-only          # the drain alone (about a minute)
+    .venv/bin/python bench/pipeline_bench.py --latency-only --traces 20000 --latency-seconds 10
 
 Prints a markdown table (copied into docs/benchmarks.md).
 """
@@ -173,6 +175,11 @@ def main() -> None:
     parser.add_argument(
         "--throughput-only", action="store_true", help="only the pre-load, raw consume and full-pipeline drain"
     )
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only the latency phase, after draining --traces pre-loaded traces as a warm-up",
+    )
     args = parser.parse_args()
     if args.quick:
         args.traces, args.naive_traces, args.memory_traces, args.latency_seconds = 20_000, 5_000, 40_000, 5
@@ -195,14 +202,15 @@ def main() -> None:
         print(f"producing {args.traces} traces ...", flush=True)
         produce_rate = asyncio.run(produce(bs, settings.traces_topic, args.traces))
         rows.append(("raw aiokafka produce (pre-load)", f"{produce_rate:,.0f} traces/s"))
-        rows.append(
-            (
-                "raw aiokafka consume (getmany)",
-                f"{asyncio.run(raw_consume(bs, settings.traces_topic, args.traces)):,.0f} traces/s",
+        if not args.latency_only:
+            rows.append(
+                (
+                    "raw aiokafka consume (getmany)",
+                    f"{asyncio.run(raw_consume(bs, settings.traces_topic, args.traces)):,.0f} traces/s",
+                )
             )
-        )
 
-        if not args.throughput_only:
+        if not (args.throughput_only or args.latency_only):
             asyncio.run(create_topic(bs, "bench.naive", 4))
             asyncio.run(produce(bs, "bench.naive", args.naive_traces, prefix="n"))
             print("naive Faust agent ...", flush=True)
@@ -234,8 +242,9 @@ def main() -> None:
                         f"max {1000 * max(lat):.0f} ms (n={len(lat)})",
                     )
                 )
+            if not (args.throughput_only or args.latency_only):
                 print("memory ...", flush=True)
-                done = args.traces + len(lat)
+                done = args.traces + int(args.rate * args.latency_seconds)
                 rss = [(done, rss_mib(worker.pid))]
                 step = max(args.memory_traces // 4, 1)
                 produced = done

@@ -8,10 +8,10 @@ and records below the stored offsets are skipped on re-delivery, so a restart ne
 double-counts anything. WAL with synchronous=NORMAL survives a killed process (not a power cut).
 
 Reads run on the event loop's connection (WAL: they see the last commit and never wait for a writer).
-Every statement that writes runs in a worker thread, where SQLite works without holding the GIL: a commit
-may checkpoint the WAL (thousands of pages), and stage 2's writes used to stall the loop, stage 1's
-batches included (docs/decisions.md #13). Statements from a thread use multi-row forms
-(:mod:`streams.sql_rows`), never one statement per row.
+Writes of more than ``BIG_BATCH`` rows run in a worker thread, where SQLite works without holding the
+GIL: under load stage 2's writes used to stall the loop, stage 1's batches included; small ones stay on
+the loop, where a thread hop would add more latency than the statements take (docs/decisions.md #13).
+Statements use multi-row forms (:mod:`streams.sql_rows`), never one statement per row.
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from streams.sql_rows import execute_rows
 T = TypeVar("T")
 
 SEQ_HEADER = "tl-seq"
+# Above this many rows a write runs in a worker thread.
+BIG_BATCH = 256
 
 _SCHEMA = (
     ledger_rows.SCHEMA
@@ -151,7 +153,7 @@ class PartitionDB:
         Returns the newest member of each touched pair before and after, and the texts of the pairs
         that still have one. Nothing else may use this store until that commit (stage 2 holds its lock).
         """
-        return await asyncio.to_thread(self._locked, self._apply_sft_ops, ops)
+        return await self._write(len(ops), self._apply_sft_ops, ops)
 
     def _apply_sft_ops(self, ops: list[list[Any]]) -> SftOpsResult:
         db = self.db
@@ -245,7 +247,7 @@ class PartitionDB:
         meta: dict[str, Any] | None = None,
         drop_pairs: Iterable[str] = (),
     ) -> None:
-        """One atomic transaction for everything a batch changed, written by a worker thread.
+        """One atomic transaction for everything a batch changed (in a thread when it is big).
 
         ``ledger`` holds rows of :func:`streams.ledger_rows.to_row`. Commits must not overlap: the caller
         awaits one before it starts the next.
@@ -253,7 +255,13 @@ class PartitionDB:
         db = self.db
         # statements staged on the loop's connection (apply_sft_ops) commit with the batch, on that connection
         writer = db if db.in_transaction else self._writer_db()
-        await asyncio.to_thread(self._locked, self._commit, writer, ledger, offsets, outbox, meta, drop_pairs)
+        size = len(ledger or ()) + len(outbox or ())
+        await self._write(size, self._commit, writer, ledger, offsets, outbox, meta, drop_pairs)
+
+    async def _write(self, size: int, fn: Callable[..., T], *args: Any) -> T:
+        if size > BIG_BATCH:
+            return await asyncio.to_thread(self._locked, fn, *args)
+        return self._locked(fn, *args)
 
     def _locked(self, fn: Callable[..., T], *args: Any) -> T:
         with self._lock:
