@@ -23,7 +23,7 @@ lint: venv
 	$(BIN)/ruff format --check learning streams tests bench
 
 typecheck: venv
-	$(BIN)/mypy learning
+	$(BIN)/mypy learning streams
 
 unit: venv
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest -q

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import faust
 from faust.types import EventT, TransportT
@@ -45,10 +46,11 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
-def to_record(event: EventT) -> InRecord:
+def to_record(event: EventT[bytes]) -> InRecord:
     message = event.message
     headers = message.headers
-    pairs = tuple(headers.items()) if isinstance(headers, dict) else tuple(headers or ())
+    items = cast("Iterable[tuple[Any, Any]]", headers.items() if isinstance(headers, dict) else headers or ())
+    pairs = tuple((str(k), v if isinstance(v, bytes) else str(v).encode()) for k, v in items)
     return InRecord(
         topic=message.topic,
         partition=message.partition,
@@ -109,16 +111,18 @@ class Pipeline:
         stage2, metrics = self.stage2, self.metrics
         stage1_consumer = Stage1Consumer(settings, self.stage1, metrics)
 
-        @app.task
+        @app.task  # type: ignore[untyped-decorator]  # Faust's decorators carry no types
         async def stage1_loop() -> None:
             await stage1_consumer.run()
 
         @app.agent(deltas, name="tracelearn.stage2")
         async def stage2_agent(stream: faust.StreamT[bytes]) -> None:
-            async for events in stream.take_events(settings.batch_max, within=settings.stage2_batch_within):
+            # Stream.take_events exists; the StreamT protocol does not declare it
+            batches = stream.take_events(settings.batch_max, within=settings.stage2_batch_within)  # type: ignore[attr-defined]
+            async for events in batches:
                 await stage2.process([to_record(e) for e in events])
 
-        @app.timer(interval=max(0.01, settings.routing_publish_interval / 2 or 0.05))
+        @app.timer(interval=max(0.01, settings.routing_publish_interval / 2 or 0.05))  # type: ignore[untyped-decorator]
         async def publish_held_back() -> None:
             await stage2.tick()
 
@@ -128,10 +132,10 @@ class Pipeline:
                 return self.bytes(metrics.render(), content_type=CONTENT_TYPE)
 
         @app.on_before_shutdown.connect
-        async def before_shutdown(app: faust.App, **kwargs: Any) -> None:
+        async def before_shutdown(app: faust.App, /, *args: Any, **kwargs: Any) -> None:
             # Faust stops its producer after this signal: the batch in flight must be sent first
             await stage1_consumer.stop()
 
         @app.on_partitions_revoked.connect
-        async def on_revoked(app: faust.App, revoked: Any, **kwargs: Any) -> None:
+        async def on_revoked(app: faust.App, /, *args: Any, **kwargs: Any) -> None:
             await stage2.forget()

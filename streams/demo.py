@@ -144,7 +144,7 @@ async def _fleet(
         await view.wait_for(lambda t: all(t.get(c) and t[c].best_model == m for c, m in expected.items()), 15)
         print(f"\n[final] traces sent: {sent}, malformed (dead-lettered): {invalid}")
         print(format_table(view.table, expected))
-        hits = sum(1 for c, m in expected.items() if view.get(c) and view.get(c).best_model == m)  # type: ignore[union-attr]
+        hits = sum(1 for c, m in expected.items() if (u := view.get(c)) is not None and u.best_model == m)
         print(f"\n{hits}/{len(expected)} classes route to their true best model.")
     return hits
 

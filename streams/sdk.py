@@ -85,9 +85,10 @@ class TraceProducer:
     async def send_trace(self, trace: Trace | Mapping[str, Any]) -> asyncio.Future[Any]:
         """Validate and enqueue a trace; raises InvalidTraceError (naming the field) before sending."""
         value: Trace = _validated(Trace, trace)
-        return await self._producer.send(
+        future: asyncio.Future[Any] = await self._producer.send(
             self.settings.traces_topic, value.model_dump_json().encode(), key=value.trace_id.encode()
         )
+        return future
 
     async def send_feedback(
         self, trace_id: str, score: float, *, outcome: str | None = None, source: str = "api"
@@ -96,9 +97,10 @@ class TraceProducer:
         event: FeedbackEvent = _validated(
             FeedbackEvent, {"trace_id": trace_id, "score": score, "outcome": outcome, "source": source}
         )
-        return await self._producer.send(
+        future: asyncio.Future[Any] = await self._producer.send(
             self.settings.feedback_topic, event.model_dump_json().encode(), key=trace_id.encode()
         )
+        return future
 
     async def flush(self) -> None:
         await self._producer.flush()

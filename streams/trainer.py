@@ -84,7 +84,7 @@ class TrainerService:
 
     async def pair_count(self, scope: str = "global") -> int:
         assert self.db is not None
-        sql, args = "SELECT COUNT(*) FROM pairs", ()
+        sql, args = "SELECT COUNT(*) FROM pairs", tuple[str, ...]()
         if scope.startswith("agent:"):
             sql, args = sql + " WHERE agent = ?", (scope[len("agent:") :],)
         async with self.db.execute(sql, args) as cur:
@@ -114,7 +114,7 @@ class TrainerService:
 
     async def _snapshot(self, scope: str) -> list[dict[str, Any]]:
         assert self.db is not None
-        sql, args = "SELECT input, output FROM pairs", ()
+        sql, args = "SELECT input, output FROM pairs", tuple[str, ...]()
         if scope.startswith("agent:"):
             sql, args = sql + " WHERE agent = ?", (scope[len("agent:") :],)
         async with self.db.execute(sql + " ORDER BY pair_id", args) as cur:
@@ -180,7 +180,7 @@ class TrainerService:
     async def _run_cycle(self, trigger: LearningTrigger) -> LearningResult:
         await self._wait_for_pairs(trigger)
         pairs = await self._snapshot(trigger.scope)
-        base = {"cycle_id": trigger.cycle_id, "scope": trigger.scope}
+        base: dict[str, Any] = {"cycle_id": trigger.cycle_id, "scope": trigger.scope}
         if len(pairs) < 2:
             return LearningResult(**base, status="skipped", reason=f"only {len(pairs)} pairs in scope")
         work = self.dir / "cycles" / trigger.cycle_id.replace(":", "_").replace("#", "-")
@@ -285,7 +285,7 @@ class TrainerService:
             tps = [TopicPartition(s.sft_topic, p) for p in parts]
             consumer.assign(tps)
             async with self.db.execute("SELECT part, next_offset FROM offsets") as cur:
-                stored = dict(await cur.fetchall())
+                stored: dict[int, int] = {int(part): int(offset) for part, offset in await cur.fetchall()}
             seek_to_start(consumer, [tp for tp in tps if tp.partition not in stored])
             for tp in tps:
                 if tp.partition in stored:
