@@ -56,7 +56,7 @@ async def run(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - started
     loop_cpu = time.thread_time() - cpu_started
     await stage.close()
-    counted = metrics.traces._value.get()
+    counted = metrics.registry.get_sample_value("tracelearn_traces_consumed_total") or 0.0
     if counted != len(records):
         raise SystemExit(f"stage 1 counted {counted:,.0f} traces of {len(records):,}")
     n = len(records) - 8
