@@ -82,19 +82,27 @@ class Trace(_Contract):
             raise ValueError("ended_at must not be before started_at")
         return self
 
-    def tool_names(self) -> list[str]:
-        """Names of tool calls in step order (``input["tool"]``), duplicates kept, empty names skipped."""
+    def tool_calls(self) -> tuple[tuple[str, ...], int]:
+        """:meth:`tool_names` and :meth:`tool_call_count` in one pass (the stream's hot path needs both)."""
+        if not self.steps:
+            return (), 0
         names: list[str] = []
+        calls = 0
         for step in self.steps:
             if step.step_type == StepType.TOOL_CALL:
+                calls += 1
                 tool = step.input.get("tool")
                 if tool:
                     names.append(str(tool))
-        return names
+        return tuple(names), calls
+
+    def tool_names(self) -> list[str]:
+        """Names of tool calls in step order (``input["tool"]``), duplicates kept, empty names skipped."""
+        return list(self.tool_calls()[0])
 
     def tool_call_count(self) -> int:
         """Every tool_call step, named or not (the evolver's turn count)."""
-        return sum(1 for step in self.steps if step.step_type == StepType.TOOL_CALL)
+        return self.tool_calls()[1]
 
 
 TraceEvent = Trace

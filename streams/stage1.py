@@ -296,10 +296,7 @@ class Stage1:
             if new_entry != entry:
                 changed[tid] = new_entry
             if old != new:
-                if old is not None:
-                    delta.add(old, -1)
-                if new is not None:
-                    delta.add(new, 1)
+                delta.replace(old, new)
                 # most traces never qualify: no SFT ops to work out
                 if (old is not None and old.qualifies) or (new is not None and new.qualifies):
                     ops.extend(sft_ops(new_entry, old, new))

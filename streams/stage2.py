@@ -145,10 +145,8 @@ class Stage2:
                 out += await self._apply_sft(db, ops, dropped)
             self.dirty |= touched_classes
             out += self._publishable(time.time())
-            staged = db.stage(out)
-            await db.commit(offsets=offsets, outbox=staged, meta={"stage2": self._snapshot()}, drop_pairs=dropped)
+            await self._commit_and_send(db, out, offsets=offsets, drop_pairs=dropped)
             self.offsets = offsets
-            await db.deliver(self.send, staged)
         self.metrics.batch_seconds.labels("stage2").observe(time.perf_counter() - started)
         self.metrics.batch_size.labels("stage2").observe(applied)
 
@@ -162,9 +160,20 @@ class Stage2:
                 return
             out = self._publishable(time.time())
             if out:
-                staged = db.stage(out)
-                await db.commit(outbox=staged, meta={"stage2": self._snapshot()})
-                await db.deliver(self.send, staged)
+                await self._commit_and_send(db, out)
+
+    async def _commit_and_send(
+        self,
+        db: PartitionDB,
+        out: list[OutRecord],
+        *,
+        offsets: dict[tuple[str, int], int] | None = None,
+        drop_pairs: list[str] | None = None,
+    ) -> None:
+        """Commit the state with ``out`` in the outbox, then send it."""
+        staged = db.stage(out)
+        await db.commit(offsets=offsets, outbox=staged, meta={"stage2": self._snapshot()}, drop_pairs=drop_pairs or ())
+        await db.deliver(self.send, staged)
 
     # -- SFT pairs and triggers -------------------------------------------------------------------
     async def _apply_sft(self, db: PartitionDB, ops: list[list[Any]], dropped: list[str]) -> list[OutRecord]:

@@ -148,7 +148,8 @@ class PartitionDB:
         return found
 
     async def apply_sft_ops(self, ops: list[list[Any]]) -> SftOpsResult:
-        """Apply SFT membership ops in a thread, inside a transaction that the next :meth:`commit` ends.
+        """Apply SFT membership ops (in a thread when there are many) inside a transaction that the next
+        :meth:`commit` ends.
 
         Returns the newest member of each touched pair before and after, and the texts of the pairs
         that still have one. Nothing else may use this store until that commit (stage 2 holds its lock).

@@ -57,6 +57,13 @@ class TrainerMetrics:
         self.current = Gauge("tracelearn_trainer_current_adapter_version", "Current adapter version", registry=r)
 
 
+def _scope_filter(scope: str) -> tuple[str, tuple[str, ...]]:
+    """The WHERE clause and arguments that select a trigger scope's pairs ("global" or "agent:<name>")."""
+    if scope.startswith("agent:"):
+        return " WHERE agent = ?", (scope[len("agent:") :],)
+    return "", ()
+
+
 class TrainerService:
     def __init__(self, settings: Settings, *, python: str = sys.executable) -> None:
         if not settings.trainer_model:
@@ -84,10 +91,8 @@ class TrainerService:
 
     async def pair_count(self, scope: str = "global") -> int:
         assert self.db is not None
-        sql, args = "SELECT COUNT(*) FROM pairs", tuple[str, ...]()
-        if scope.startswith("agent:"):
-            sql, args = sql + " WHERE agent = ?", (scope[len("agent:") :],)
-        async with self.db.execute(sql, args) as cur:
+        where, args = _scope_filter(scope)
+        async with self.db.execute("SELECT COUNT(*) FROM pairs" + where, args) as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
@@ -114,10 +119,8 @@ class TrainerService:
 
     async def _snapshot(self, scope: str) -> list[dict[str, Any]]:
         assert self.db is not None
-        sql, args = "SELECT input, output FROM pairs", tuple[str, ...]()
-        if scope.startswith("agent:"):
-            sql, args = sql + " WHERE agent = ?", (scope[len("agent:") :],)
-        async with self.db.execute(sql + " ORDER BY pair_id", args) as cur:
+        where, args = _scope_filter(scope)
+        async with self.db.execute("SELECT input, output FROM pairs" + where + " ORDER BY pair_id", args) as cur:
             return [{"input": i, "output": o} for i, o in await cur.fetchall()]
 
     async def _cycle(self, cycle_id: str) -> tuple[str, dict[str, Any] | None] | None:

@@ -9,7 +9,6 @@ from typing import Any, NamedTuple
 from learning.classifier import classify_query
 from learning.models import Trace
 from learning.reward import HeuristicRewardFunction
-from learning.types import StepType
 
 DEFAULT_MIN_QUALITY = 0.7
 
@@ -104,7 +103,7 @@ def contribution_of(
     reward = reward_fn.score_values(
         trace.total_latency_seconds, trace.cost_usd, trace.prompt_tokens, trace.completion_tokens
     )
-    tools, tool_calls = _tool_calls(trace)
+    tools, tool_calls = trace.tool_calls()
     query = trace.query
     # positional: this runs once per trace on the stream's hot path, and keywords cost a third more
     return Contribution(
@@ -121,18 +120,3 @@ def contribution_of(
         fb is not None and fb >= min_quality and oc == "success",
         pair_id_of(query, trace.result),
     )
-
-
-def _tool_calls(trace: Trace) -> tuple[tuple[str, ...], int]:
-    """``(tuple(trace.tool_names()), trace.tool_call_count())`` in one pass over the steps."""
-    if not trace.steps:
-        return (), 0
-    names = []
-    calls = 0
-    for step in trace.steps:
-        if step.step_type == StepType.TOOL_CALL:
-            calls += 1
-            tool = step.input.get("tool")
-            if tool:
-                names.append(str(tool))
-    return tuple(names), calls
