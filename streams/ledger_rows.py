@@ -9,6 +9,7 @@ inserted trace (4-5x slower inserts at 50,000 rows, measured in the same run).
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from typing import Any
 
@@ -46,7 +47,10 @@ CREATE TABLE IF NOT EXISTS ledger (trace_id TEXT NOT NULL UNIQUE, touched REAL N
 CREATE INDEX IF NOT EXISTS ledger_touched ON ledger(touched);
 """
 
-SELECT = f"SELECT {', '.join(COLUMNS)} FROM ledger WHERE trace_id IN "
+# the rows of the trace ids in one bound JSON array
+SELECT_JSON_EACH = (
+    f"SELECT {', '.join('l.' + c for c in COLUMNS)} FROM json_each(?) AS j JOIN ledger AS l ON l.trace_id = j.value"
+)
 _INSERT = f"INSERT OR REPLACE INTO ledger ({', '.join(COLUMNS)}) VALUES "
 
 
@@ -55,7 +59,16 @@ def upsert(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     execute_rows(db, _INSERT, rows)
 
 
-_NO_BASE = (None,) * 11
+# SQLite stores a bound NaN as NULL (it has no NaN), and a float binds at C speed: Python's sqlite3 binds a
+# None (or a bool) only after a failed adapter lookup, about 0.7 us each under the GIL, which made binding
+# the three empty feedback columns of a typical row cost more than inserting it (docs/decisions.md #14).
+NULL = math.nan
+_NO_FEEDBACK = (NULL, NULL, NULL)
+_NO_BASE = (NULL,) * 11
+
+
+def _value(value: Any) -> Any:
+    return NULL if value is None else value
 
 
 _TOOLS_TEXT: dict[tuple[str, ...], str] = {}
@@ -73,12 +86,20 @@ def _tools_text(tools: tuple[str, ...]) -> str:
 
 
 def to_row(trace_id: str, entry: LedgerEntry, touched: float) -> tuple[Any, ...]:
-    head = (trace_id, touched, entry.query, entry.result, entry.fb_score, entry.fb_outcome, entry.fb_ts)
+    """The ledger row of ``entry``, ready to bind: NaN for NULL, integers for booleans."""
+    if entry.fb_ts is None and entry.fb_score is None and entry.fb_outcome is None:
+        head = (trace_id, touched, entry.query, entry.result, *_NO_FEEDBACK)
+    else:
+        feedback = (_value(entry.fb_score), _value(entry.fb_outcome), _value(entry.fb_ts))
+        head = (trace_id, touched, entry.query, entry.result, *feedback)
     c = entry.base
     if c is None:
         return head + _NO_BASE
-    # slices of the named tuple (query_class .. reward, tool_calls .. pair_id): one C-level copy each
-    return head + c[1:8] + (_tools_text(c.tools),) + c[9:]
+    if c.feedback is None or c.outcome is None:
+        contribution = (c.query_class, c.model, c.agent, c.started_at, _value(c.feedback), _value(c.outcome), c.reward)
+    else:
+        contribution = c[1:8]  # query_class .. reward: one C-level copy
+    return head + contribution + (_tools_text(c.tools), c.tool_calls, 1 if c.qualifies else 0, c.pair_id)
 
 
 def from_row(row: tuple[Any, ...]) -> LedgerEntry:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 MAX_ROWS = 1024
@@ -32,5 +33,5 @@ def execute_rows(db: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]
     while start < len(rows):
         size = min(limit, 1 << ((len(rows) - start).bit_length() - 1))
         chunk = rows[start : start + size]
-        db.execute(head + ", ".join([marks] * size) + tail, [value for row in chunk for value in row])
+        db.execute(head + ", ".join([marks] * size) + tail, list(chain.from_iterable(chunk)))
         start += size

@@ -84,6 +84,8 @@ class _Arrival(NamedTuple):
 
 
 Event = _Arrival | FeedbackEvent
+# tuple.__new__ builds the named tuple without its Python-level __new__ (once per trace)
+_new_arrival = tuple.__new__
 
 
 @dataclass
@@ -244,7 +246,7 @@ class Stage1:
                 else:
                     trace = parse_trace(value)
                     base = contribution_of(trace, min_quality=min_quality, reward_fn=reward_fn)
-                    parsed.append(_Arrival(trace.trace_id, base, trace.query, trace.result))
+                    parsed.append(_new_arrival(_Arrival, (trace.trace_id, base, trace.query, trace.result)))
             except InvalidTraceError as exc:
                 reason = "invalid_json" if "JSON" in str(exc) else "schema"
                 self.metrics.invalid.labels(reason).inc()

@@ -139,13 +139,13 @@ class PartitionDB:
 
     async def ledger_entries(self, trace_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         """The committed ledger entries of these trace ids (those that have one)."""
-        ids = list(dict.fromkeys(trace_ids))
-        found: dict[str, LedgerEntry] = {}
-        for start in range(0, len(ids), 900):  # SQLite's bound-parameter limit
-            chunk = ids[start : start + 900]
-            sql = f"{ledger_rows.SELECT}({','.join('?' * len(chunk))})"
-            found.update({row[0]: ledger_rows.from_row(row) for row in self.db.execute(sql, chunk).fetchall()})
-        return found
+        ids = list(trace_ids)
+        if not ids:
+            return {}
+        # one JSON array joined against the index: a third cheaper than bound-parameter IN lists, which
+        # also needed chunks of 900 (SQLite's parameter limit)
+        rows = self.db.execute(ledger_rows.SELECT_JSON_EACH, (json.dumps(ids),)).fetchall()
+        return {row[0]: ledger_rows.from_row(row) for row in rows}
 
     async def apply_sft_ops(self, ops: list[list[Any]]) -> SftOpsResult:
         """Apply SFT membership ops (in a thread when there are many) inside a transaction that the next

@@ -36,6 +36,8 @@ class Contribution(NamedTuple):
     tools: tuple[str, ...]
     tool_calls: int
     qualifies: bool
+    # the SFT pair's id; "" while the contribution does not qualify (most never do, and hashing the text of
+    # every trace cost more than its reward): LedgerEntry.effective fills it in when late feedback qualifies it
     pair_id: str
 
     @property
@@ -84,6 +86,8 @@ class SignedSum(ABC):
 
 DEFAULT_REWARD = HeuristicRewardFunction()
 
+_tuple_new = tuple.__new__
+
 
 def contribution_of(
     trace: Trace,
@@ -105,18 +109,23 @@ def contribution_of(
     )
     tools, tool_calls = trace.tool_calls()
     query = trace.query
-    # positional: this runs once per trace on the stream's hot path, and keywords cost a third more
-    return Contribution(
-        trace.trace_id,
-        classify_query(query),
-        trace.model,
-        trace.agent,
-        trace.started_at,
-        fb,
-        oc,
-        reward,
-        tools,
-        tool_calls,
-        fb is not None and fb >= min_quality and oc == "success",
-        pair_id_of(query, trace.result),
+    qualifies = fb is not None and fb >= min_quality and oc == "success"
+    # tuple.__new__ rather than the named tuple's generated __new__ (a Python-level function): this runs once
+    # per trace on the stream's hot path
+    return _tuple_new(
+        Contribution,
+        (
+            trace.trace_id,
+            classify_query(query),
+            trace.model,
+            trace.agent,
+            trace.started_at,
+            fb,
+            oc,
+            reward,
+            tools,
+            tool_calls,
+            qualifies,
+            pair_id_of(query, trace.result) if qualifies else "",
+        ),
     )

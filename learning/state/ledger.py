@@ -10,7 +10,13 @@ from typing import Any, NamedTuple
 
 from learning.models import FeedbackEvent, Trace
 from learning.reward import HeuristicRewardFunction
-from learning.state.contribution import DEFAULT_MIN_QUALITY, DEFAULT_REWARD, Contribution, contribution_of
+from learning.state.contribution import (
+    DEFAULT_MIN_QUALITY,
+    DEFAULT_REWARD,
+    Contribution,
+    contribution_of,
+    pair_id_of,
+)
 
 
 class LedgerEntry(NamedTuple):
@@ -32,7 +38,10 @@ class LedgerEntry(NamedTuple):
         feedback = self.fb_score if self.fb_score is not None else self.base.feedback
         outcome = self.fb_outcome if self.fb_outcome is not None else self.base.outcome
         qualifies = feedback is not None and feedback >= min_quality and outcome == "success"
-        return self.base._replace(feedback=feedback, outcome=outcome, qualifies=qualifies)
+        pair_id = self.base.pair_id
+        if qualifies and not pair_id:  # the base did not qualify, so its pair id was never worked out
+            pair_id = pair_id_of(self.query, self.result)
+        return self.base._replace(feedback=feedback, outcome=outcome, qualifies=qualifies, pair_id=pair_id)
 
     def to_json(self) -> list[Any]:
         return [
@@ -47,6 +56,9 @@ class LedgerEntry(NamedTuple):
     @classmethod
     def from_json(cls, d: list[Any]) -> LedgerEntry:
         return cls(None if d[0] is None else Contribution.from_json(d[0]), d[1], d[2], d[3], d[4], d[5])
+
+
+_tuple_new = tuple.__new__
 
 
 def apply_trace(
@@ -74,7 +86,8 @@ def apply_contribution(
     A stream processor computes it while parsing, so that each parsed trace can be dropped at once.
     """
     if entry is None:  # the common case, a trace seen for the first time: nothing to retract
-        return LedgerEntry(base, query, result), None, base
+        # tuple.__new__: the named tuple's own __new__ is a Python-level function, and this runs per trace
+        return _tuple_new(LedgerEntry, (base, query, result, None, None, None)), None, base
     old = entry.effective(min_quality)
     new_entry = LedgerEntry(base, query, result, entry.fb_score, entry.fb_outcome, entry.fb_ts)
     return new_entry, old, new_entry.effective(min_quality)

@@ -74,6 +74,23 @@ def test_ledger_late_feedback_retracts_and_reapplies():
     assert LedgerEntry.from_json(entry.to_json()) == entry
 
 
+def test_late_feedback_that_qualifies_a_trace_gives_it_its_pair_id():
+    # the pair id is worked out only for qualifying contributions; feedback can qualify a trace later
+    ledger, idx = ContributionLedger(), SftIndex()
+    trace = make_trace("t1", feedback=0.2, query="Name three moons of Jupiter.", result="Io, Europa, Ganymede.")
+    old, new = ledger.add_trace(trace)
+    assert new is not None and not new.qualifies and new.pair_id == ""
+    assert idx.replace(old, new, query=trace.query, result=trace.result) == []
+    old, new = ledger.add_feedback(FeedbackEvent(trace_id="t1", score=0.9, ts=5.0))
+    assert new is not None and new.qualifies
+    assert new.pair_id == pair_id_of(trace.query, trace.result)
+    changes = idx.replace(old, new, query=trace.query, result=trace.result)
+    assert [c.pair_id for c in changes] == [new.pair_id] and set(idx.pairs) == {new.pair_id}
+    # and feedback that disqualifies it again removes exactly that pair
+    old, new = ledger.add_feedback(FeedbackEvent(trace_id="t1", score=0.1, ts=6.0))
+    assert idx.replace(old, new, query=trace.query, result=trace.result)[0].after is None and not idx.pairs
+
+
 def test_sft_index_falls_back_to_next_most_recent():
     idx = SftIndex()
     a = contribution_of(make_trace("a", started_at=1, model="old"))

@@ -12,6 +12,7 @@ import pytest
 
 from learning.state.contribution import contribution_of
 from learning.state.ledger import LedgerEntry
+from streams import ledger_rows
 from streams.ledger_rows import COLUMNS, from_row, to_row
 from streams.state_store import PartitionDB
 from tests.factories import make_trace
@@ -81,11 +82,18 @@ def test_a_ledger_of_the_json_layout_is_migrated_on_open(tmp_path):
     [
         LedgerEntry(contribution_of(make_trace("t1", tools=["calc", "web", "calc"])), "q", "r", 0.4, "failure", 3.0),
         LedgerEntry(contribution_of(make_trace("t2")), "query", "result"),
+        LedgerEntry(contribution_of(make_trace("t4", feedback=None, outcome=None)), "query", "result", 0.7),
         LedgerEntry(None, "", "", 0.9, None, 4.0),
     ],
 )
-def test_ledger_rows_round_trip(entry):
+def test_ledger_rows_round_trip_through_sqlite(entry):
+    # rows bind NaN for NULL (a None costs an adapter lookup): only SQLite turns them back into None
     row = to_row(entry.base.trace_id if entry.base else "t3", entry, 12.5)
     assert len(row) == len(COLUMNS)
     assert dict(zip(COLUMNS, row, strict=True))["touched"] == 12.5
-    assert from_row(row) == entry
+    assert not any(value is None or isinstance(value, bool) for value in row)
+    db = sqlite3.connect(":memory:")
+    db.executescript(ledger_rows.SCHEMA)
+    ledger_rows.upsert(db, [row])
+    stored = db.execute(ledger_rows.SELECT_JSON_EACH, (json.dumps([row[0]]),)).fetchall()
+    assert [from_row(r) for r in stored] == [entry]
