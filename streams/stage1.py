@@ -103,12 +103,14 @@ class _Write:
 
 
 class Stage1:
-    """Stage 1 over micro-batches, two deep: batch N+1 is prepared on the event loop while batch N is
-    written by a SQLite thread and sent. The entries of the batch in flight are read from memory (the
-    thread has not committed them yet); everything else from the partition's ledger table.
+    """Stage 1 over micro-batches, three deep: batch N+1 is prepared on the event loop while batch N is
+    written by a SQLite thread and batch N-1's records are sent. The entries of the batch being written
+    are read from memory (the thread has not committed them yet); everything else from the partition's
+    ledger table.
 
-    :meth:`submit` returns once the *previous* batch is durable and sent; :meth:`settle` waits for the
-    last one; :meth:`process` does both (one batch, start to end).
+    :meth:`submit` returns once the *previous* batch is durable (its records are in the outbox, so its
+    offsets may go to Kafka) and the one before it is sent; :meth:`settle` waits until everything
+    submitted is durable and sent; :meth:`process` does both (one batch, start to end).
     """
 
     def __init__(self, settings: Settings, send: Sender, metrics: WorkerMetrics) -> None:
@@ -121,7 +123,8 @@ class Stage1:
         self._dbs: dict[int, PartitionDB] = {}
         self._offsets: dict[int, dict[tuple[str, int], int]] = {}
         self._unsettled: dict[int, dict[str, LedgerEntry]] = {}
-        self._in_flight: asyncio.Task[None] | None = None
+        self._in_flight: asyncio.Task[None] | None = None  # the last batch's commit
+        self._sending: asyncio.Task[None] | None = None  # the last committed batch's sends
         self._last_expiry = 0.0
 
     def db_path(self, partition: int) -> Path:
@@ -166,14 +169,21 @@ class Stage1:
             write = await self._prepare(partition, batch)
             if write is not None:
                 writes.append(write)
-        await self.settle()
+        await self._committed()
         for write in writes:
             self._unsettled[write.partition] = write.entries
         self._in_flight = asyncio.create_task(self._persist(writes, started, len(records)))
 
+    async def _committed(self) -> None:
+        """Wait until the last submitted batch is committed (its error, if any, is raised here)."""
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            await task
+
     async def settle(self) -> None:
         """Wait until the last submitted batch is committed and sent (its error, if any, is raised here)."""
-        task, self._in_flight = self._in_flight, None
+        await self._committed()
+        task, self._sending = self._sending, None
         if task is not None:
             await task
 
@@ -184,6 +194,14 @@ class Stage1:
             self._unsettled.pop(w.partition, None)
             self.metrics.traces.inc(w.traces)
             self.metrics.feedback.inc(w.feedback)
+        # Sends go out in batch order (stage 2 drops a sequence number below its watermark), after the
+        # previous batch's; waiting for those here keeps the sends at most one batch behind the commits.
+        previous, self._sending = self._sending, None
+        if previous is not None:
+            await previous
+        self._sending = asyncio.create_task(self._send(writes, started, size))
+
+    async def _send(self, writes: list[_Write], started: float, size: int) -> None:
         await asyncio.gather(*(w.db.deliver(self.send, w.outbox) for w in writes if w.outbox))
         self.metrics.batch_seconds.labels("stage1").observe(time.perf_counter() - started)
         self.metrics.batch_size.labels("stage1").observe(size)

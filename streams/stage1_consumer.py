@@ -2,10 +2,11 @@
 
 Faust's per-event stream machinery costs more than stage 1's own work per trace (the benchmark's naive
 agent), so stage 1 reads whole fetches with ``getmany`` and hands them to :class:`Stage1` as one batch.
-It runs as a task of the worker's Faust app, in its own consumer group. Stage 1 keeps one batch in
-flight (written and sent while the next one is prepared); a batch's offsets are committed to Kafka only
-after its SQLite transaction and sends completed, that is after the next ``submit`` (or an idle
-``settle``). The per-partition stored offsets make a re-delivery after a rebalance or crash harmless
+It runs as a task of the worker's Faust app, in its own consumer group. Stage 1 keeps batches in
+flight (one being written, one being sent, while the next one is prepared); a batch's offsets are
+committed to Kafka only after its SQLite transaction committed (its records are then in the outbox,
+which a restart sends first), that is after the next ``submit`` (or an idle ``settle``, which also waits
+for the sends). The per-partition stored offsets make a re-delivery after a rebalance or crash harmless
 either way. Range assignment keeps partition p of ``traces`` and ``feedback`` on the same worker.
 """
 

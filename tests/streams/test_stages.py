@@ -165,6 +165,43 @@ async def test_stage1_next_batch_sees_the_batch_still_being_written(settings, mo
     await stage.close()
 
 
+class SlowSink(Sink):
+    """A broker that takes a while to acknowledge, so that sends overlap the next batches' commits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sending = 0
+        self.most_at_once = 0
+
+    async def __call__(self, records: list[OutRecord]) -> None:
+        self.sending += 1
+        self.most_at_once = max(self.most_at_once, self.sending)
+        try:
+            await asyncio.sleep(0.02)
+            await super().__call__(records)
+        finally:
+            self.sending -= 1
+
+
+async def test_stage1_sends_in_batch_order_while_later_batches_commit(settings):
+    """submit returns once the previous batch is durable, not sent: the sends of batch N overlap the
+    commit of batch N+1, yet every delta goes out once, in sequence order (stage 2 drops a sequence
+    number below its watermark), and the outbox is empty once settled."""
+    sink = SlowSink()
+    stage = Stage1(settings, sink, WorkerMetrics())
+    for b in range(6):
+        await stage.submit([trace_record(settings, b * 50 + i, f"t{b}-{i}") for i in range(50)])
+    await stage.settle()
+    deltas = sink.on(settings.deltas_topic)
+    seqs = [int(dict(r.headers)[SEQ_HEADER]) for r in deltas]
+    assert len(deltas) == 6 and seqs == sorted(set(seqs))
+    assert sink.most_at_once == 1  # one batch's sends at a time, not piled up
+    states = [LearningState.from_json(json.loads(r.value)["state"]) for r in deltas]
+    assert sum(state.classes["general"].count for state in states) == 300
+    assert await stage._dbs[0].pending() == []
+    await stage.close()
+
+
 async def test_stage1_expires_ledger_entries_after_the_feedback_window(settings):
     settings = settings.model_copy(update={"feedback_window_seconds": 0.2})
     sink = Sink()
