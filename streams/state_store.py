@@ -37,22 +37,51 @@ SEQ_HEADER = "tl-seq"
 # Above this many rows a write runs in a worker thread.
 BIG_BATCH = 256
 
+# An ordinary rowid table with a unique index, not WITHOUT ROWID keyed by the pair id: pair ids are hashes,
+# and inserting wide rows (the pair's text) at random keys rewrote a full leaf page per pair (200,000
+# distinct pairs: 91-94 us a pair, against 38-40 with the index; docs/decisions.md #14).
+_SFT_PAIRS = """CREATE TABLE IF NOT EXISTS sft_pairs (pair_id TEXT NOT NULL UNIQUE, input TEXT NOT NULL,
+    output TEXT NOT NULL, query_class TEXT NOT NULL)"""
+
 _SCHEMA = (
     ledger_rows.SCHEMA
-    + """
+    + _SFT_PAIRS
+    + """;
 CREATE TABLE IF NOT EXISTS offsets (topic TEXT NOT NULL, part INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     PRIMARY KEY (topic, part));
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, key BLOB, value BLOB,
     headers TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sft_pairs (pair_id TEXT PRIMARY KEY, input TEXT NOT NULL, output TEXT NOT NULL,
-    query_class TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sft_members (pair_id TEXT NOT NULL, trace_id TEXT NOT NULL, started_at REAL NOT NULL,
     model TEXT NOT NULL, agent TEXT NOT NULL, feedback REAL NOT NULL, PRIMARY KEY (pair_id, trace_id))
     WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sft_members_newest ON sft_members (pair_id, started_at DESC, trace_id DESC);
 """
 )
+
+
+def _migrate_sft_pairs(db: sqlite3.Connection) -> int:
+    """Copy an ``sft_pairs`` table of the WITHOUT ROWID layout into the current one; returns the pairs moved.
+
+    One transaction: a crash part-way leaves the old table as it was.
+    """
+    row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'sft_pairs'").fetchone()
+    if row is None or "WITHOUT ROWID" not in row[0].upper():
+        return 0
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("ALTER TABLE sft_pairs RENAME TO sft_pairs_without_rowid")
+        db.execute(_SFT_PAIRS)
+        moved = db.execute(
+            "INSERT INTO sft_pairs (pair_id, input, output, query_class) "
+            "SELECT pair_id, input, output, query_class FROM sft_pairs_without_rowid"
+        ).rowcount
+        db.execute("DROP TABLE sft_pairs_without_rowid")
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    return moved
 
 
 class SftOpsResult(NamedTuple):
@@ -94,6 +123,7 @@ class PartitionDB:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.executescript(_SCHEMA)
             ledger_rows.migrate_json_ledger(self.db)
+            _migrate_sft_pairs(self.db)
             source = await self.get_meta("source_id")
             if source is None:
                 source = uuid.uuid4().hex[:12]

@@ -77,6 +77,33 @@ def test_a_ledger_of_the_json_layout_is_migrated_on_open(tmp_path):
     asyncio.run(main())
 
 
+def test_sft_pairs_of_the_without_rowid_layout_are_migrated_on_open(tmp_path):
+    """Pairs written by an earlier version (a WITHOUT ROWID table) survive the upgrade to the indexed table."""
+    with sqlite3.connect(tmp_path / "p0.db") as old:
+        old.execute(
+            "CREATE TABLE sft_pairs (pair_id TEXT PRIMARY KEY, input TEXT NOT NULL, output TEXT NOT NULL, "
+            "query_class TEXT NOT NULL) WITHOUT ROWID"
+        )
+        old.executemany(
+            "INSERT INTO sft_pairs VALUES (?, ?, ?, ?)", [("p1", "in 1", "out 1", "short"), ("p2", "a", "b", "math")]
+        )
+
+    def layout() -> str:
+        with sqlite3.connect(tmp_path / "p0.db") as db:
+            return db.execute("SELECT sql FROM sqlite_master WHERE name = 'sft_pairs'").fetchone()[0]
+
+    async def main() -> None:
+        db = await PartitionDB(tmp_path / "p0.db").open()
+        assert db._sft_pair_texts(["p1", "p2", "p3"]) == {"p1": ("in 1", "out 1", "short"), "p2": ("a", "b", "math")}
+        await db.close()
+        assert "WITHOUT ROWID" not in layout().upper() and "UNIQUE" in layout().upper()
+        again = await PartitionDB(tmp_path / "p0.db").open()  # a second open finds nothing to migrate
+        assert set(again._sft_pair_texts(["p1", "p2"])) == {"p1", "p2"}
+        await again.close()
+
+    asyncio.run(main())
+
+
 @pytest.mark.parametrize(
     "entry",
     [
