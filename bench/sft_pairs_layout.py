@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from streams.sql_rows import execute_rows
-from streams.state_store import _SFT_PAIRS
+from streams.state_store import SFT_PAIRS_TABLE
 
 WITHOUT_ROWID = (
     "CREATE TABLE sft_pairs (pair_id TEXT PRIMARY KEY, input TEXT NOT NULL, output TEXT NOT NULL, "
@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     for _ in range(args.rounds):
         with tempfile.TemporaryDirectory() as tmp:
-            indexed = insert_pairs(_SFT_PAIRS, args.pairs, Path(tmp) / "indexed.db")
+            indexed = insert_pairs(SFT_PAIRS_TABLE, args.pairs, Path(tmp) / "indexed.db")
             without = insert_pairs(WITHOUT_ROWID, args.pairs, Path(tmp) / "without_rowid.db")
         print(
             f"{args.pairs:,} distinct pairs: indexed rowid table {indexed * 1e6:.1f} us/pair, "

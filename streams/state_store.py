@@ -39,13 +39,13 @@ BIG_BATCH = 256
 
 # An ordinary rowid table with a unique index, not WITHOUT ROWID keyed by the pair id: pair ids are hashes,
 # and inserting wide rows (the pair's text) at random keys rewrote a full leaf page per pair (200,000
-# distinct pairs: 91-94 us a pair, against 38-40 with the index; docs/decisions.md #14).
-_SFT_PAIRS = """CREATE TABLE IF NOT EXISTS sft_pairs (pair_id TEXT NOT NULL UNIQUE, input TEXT NOT NULL,
+# distinct pairs: 78-81 us a pair, against 32-36 with the index; bench/sft_pairs_layout.py).
+SFT_PAIRS_TABLE = """CREATE TABLE IF NOT EXISTS sft_pairs (pair_id TEXT NOT NULL UNIQUE, input TEXT NOT NULL,
     output TEXT NOT NULL, query_class TEXT NOT NULL)"""
 
 _SCHEMA = (
     ledger_rows.SCHEMA
-    + _SFT_PAIRS
+    + SFT_PAIRS_TABLE
     + """;
 CREATE TABLE IF NOT EXISTS offsets (topic TEXT NOT NULL, part INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     PRIMARY KEY (topic, part));
@@ -71,7 +71,7 @@ def _migrate_sft_pairs(db: sqlite3.Connection) -> int:
     db.execute("BEGIN IMMEDIATE")
     try:
         db.execute("ALTER TABLE sft_pairs RENAME TO sft_pairs_without_rowid")
-        db.execute(_SFT_PAIRS)
+        db.execute(SFT_PAIRS_TABLE)
         moved = db.execute(
             "INSERT INTO sft_pairs (pair_id, input, output, query_class) "
             "SELECT pair_id, input, output, query_class FROM sft_pairs_without_rowid"
