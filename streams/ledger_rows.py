@@ -15,7 +15,7 @@ from typing import Any
 
 from learning.state.contribution import Contribution
 from learning.state.ledger import LedgerEntry
-from streams.sql_rows import execute_rows
+from streams.sql_rows import execute_rows, transaction
 
 COLUMNS = (
     "trace_id",
@@ -132,8 +132,7 @@ def migrate_json_ledger(db: sqlite3.Connection) -> int:
     if "entry" not in columns:
         return 0
     moved = 0
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(db, immediate=True):
         db.execute("ALTER TABLE ledger RENAME TO ledger_json")
         db.execute("DROP INDEX IF EXISTS ledger_touched")
         for statement in SCHEMA.split(";"):
@@ -144,8 +143,4 @@ def migrate_json_ledger(db: sqlite3.Connection) -> int:
             upsert(db, [to_row(tid, LedgerEntry.from_json(json.loads(raw)), t) for tid, raw, t in rows])
             moved += len(rows)
         db.execute("DROP TABLE ledger_json")
-        db.commit()
-    except BaseException:
-        db.rollback()
-        raise
     return moved

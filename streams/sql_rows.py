@@ -11,7 +11,8 @@ grew the worker by a gigabyte over a million traces.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from itertools import chain
 from typing import Any
 
@@ -35,3 +36,19 @@ def execute_rows(db: sqlite3.Connection, head: str, rows: Sequence[Sequence[Any]
         chunk = rows[start : start + size]
         db.execute(head + ", ".join([marks] * size) + tail, list(chain.from_iterable(chunk)))
         start += size
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection, *, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+    """Commit what the body does, or roll all of it back if it raises (a crash part-way changes nothing).
+
+    ``immediate`` takes the write lock up front (``BEGIN IMMEDIATE``), for schema changes.
+    """
+    if immediate:
+        db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise

@@ -29,7 +29,7 @@ from learning.state.ledger import LedgerEntry
 from streams import ledger_rows
 from streams.errors import StateStoreError
 from streams.records import OutRecord, Sender
-from streams.sql_rows import execute_rows
+from streams.sql_rows import execute_rows, transaction
 
 T = TypeVar("T")
 
@@ -68,8 +68,7 @@ def _migrate_sft_pairs(db: sqlite3.Connection) -> int:
     row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'sft_pairs'").fetchone()
     if row is None or "WITHOUT ROWID" not in row[0].upper():
         return 0
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with transaction(db, immediate=True):
         db.execute("ALTER TABLE sft_pairs RENAME TO sft_pairs_without_rowid")
         db.execute(SFT_PAIRS_TABLE)
         moved = db.execute(
@@ -77,10 +76,6 @@ def _migrate_sft_pairs(db: sqlite3.Connection) -> int:
             "SELECT pair_id, input, output, query_class FROM sft_pairs_without_rowid"
         ).rowcount
         db.execute("DROP TABLE sft_pairs_without_rowid")
-        db.commit()
-    except BaseException:
-        db.rollback()
-        raise
     return moved
 
 
@@ -309,7 +304,7 @@ class PartitionDB:
     ) -> None:
         if self._db is None:  # closed while this batch waited for the lock
             raise StateStoreError(f"state store {self.path} is not open")
-        try:
+        with transaction(db):
             if ledger:
                 ledger_rows.upsert(db, ledger)
             if offsets:
@@ -333,10 +328,6 @@ class PartitionDB:
                 [(k, json.dumps(v)) for k, v in meta.items()],
             )
             execute_rows(db, "DELETE FROM sft_pairs WHERE pair_id IN (VALUES ", [(pid,) for pid in drop_pairs], ")")
-            db.commit()
-        except BaseException:
-            db.rollback()
-            raise
 
     async def acknowledge(self, upto_seq: int) -> None:
         # in a thread: a commit may run SQLite's WAL checkpoint, which copies thousands of pages
@@ -357,11 +348,6 @@ class PartitionDB:
     def _expire(self, touched_before: float) -> int:
         if self._db is None:
             raise StateStoreError(f"state store {self.path} is not open")
-        db = self._writer_db()
-        try:
+        with transaction(self._writer_db()) as db:
             cur = db.execute("DELETE FROM ledger WHERE touched < ?", (touched_before,))
-            db.commit()
-        except BaseException:
-            db.rollback()
-            raise
         return cur.rowcount or 0

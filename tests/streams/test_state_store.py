@@ -14,6 +14,7 @@ from learning.state.contribution import contribution_of
 from learning.state.ledger import LedgerEntry
 from streams import ledger_rows
 from streams.ledger_rows import COLUMNS, from_row, to_row
+from streams.sql_rows import transaction
 from streams.state_store import PartitionDB
 from tests.factories import make_trace
 
@@ -124,3 +125,15 @@ def test_ledger_rows_round_trip_through_sqlite(entry):
     ledger_rows.upsert(db, [row])
     stored = db.execute(ledger_rows.SELECT_JSON_EACH, (json.dumps([row[0]]),)).fetchall()
     assert [from_row(r) for r in stored] == [entry]
+
+
+def test_transaction_commits_the_body_or_rolls_all_of_it_back(tmp_path):
+    db = sqlite3.connect(tmp_path / "t.db")
+    db.execute("CREATE TABLE t (x INTEGER)")
+    db.commit()
+    with transaction(db):
+        db.execute("INSERT INTO t VALUES (1)")
+    with pytest.raises(RuntimeError), transaction(db, immediate=True):
+        db.execute("INSERT INTO t VALUES (2)")
+        raise RuntimeError("crash part-way")
+    assert db.execute("SELECT x FROM t").fetchall() == [(1,)] and not db.in_transaction
