@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -42,6 +43,31 @@ class TraceStep(_Contract):
     input: dict[str, Any] = Field(default_factory=dict)
     output: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class StepLike(Protocol):
+    """What :func:`tool_calls_of` reads of a step: a :class:`TraceStep`, or a decoder's twin of it."""
+
+    @property
+    def step_type(self) -> StepType: ...
+
+    @property
+    def input(self) -> dict[str, Any]: ...
+
+
+def tool_calls_of(steps: Sequence[StepLike]) -> tuple[tuple[str, ...], int]:
+    """Names of the tool calls among ``steps`` (``input["tool"]``, empty names skipped) and their count."""
+    if not steps:
+        return (), 0
+    names: list[str] = []
+    calls = 0
+    for step in steps:
+        if step.step_type == StepType.TOOL_CALL:
+            calls += 1
+            tool = step.input.get("tool")
+            if tool:
+                names.append(str(tool))
+    return tuple(names), calls
 
 
 class Trace(_Contract):
@@ -84,17 +110,7 @@ class Trace(_Contract):
 
     def tool_calls(self) -> tuple[tuple[str, ...], int]:
         """:meth:`tool_names` and :meth:`tool_call_count` in one pass (the stream's hot path needs both)."""
-        if not self.steps:
-            return (), 0
-        names: list[str] = []
-        calls = 0
-        for step in self.steps:
-            if step.step_type == StepType.TOOL_CALL:
-                calls += 1
-                tool = step.input.get("tool")
-                if tool:
-                    names.append(str(tool))
-        return tuple(names), calls
+        return tool_calls_of(self.steps)
 
     def tool_names(self) -> list[str]:
         """Names of tool calls in step order (``input["tool"]``), duplicates kept, empty names skipped."""

@@ -8,7 +8,6 @@ plus the SFT membership changes. Stage 2 merges those deltas; it never sees indi
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import defaultdict
@@ -17,8 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import msgspec
+
 from learning.errors import InvalidTraceError
-from learning.models import FeedbackEvent, parse_feedback, parse_trace
+from learning.models import FeedbackEvent
 from learning.reward import HeuristicRewardFunction
 from learning.state.accumulate import DeltaAccumulator
 from learning.state.contribution import Contribution, contribution_of
@@ -29,6 +30,7 @@ from streams.metrics import WorkerMetrics
 from streams.records import Consumed, OutRecord, Sender
 from streams.settings import Settings
 from streams.state_store import PartitionDB
+from streams.trace_decoder import FastFeedback, decode_feedback, decode_trace
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,11 @@ class _Arrival(NamedTuple):
     result: str
 
 
-Event = _Arrival | FeedbackEvent
+Event = _Arrival | FeedbackEvent | FastFeedback
+# msgspec rather than json.dumps: the SFT ops carry the pairs' text, and encoding them with the standard
+# library took 5% of the worker's event loop (docs/decisions.md #15)
+_encode = msgspec.json.Encoder().encode
+
 # tuple.__new__ builds the named tuple without its Python-level __new__ (once per trace)
 _new_arrival = tuple.__new__
 
@@ -260,9 +266,9 @@ class Stage1:
                 if value is None:
                     raise InvalidTraceError("empty message value (a tombstone is not a trace)")
                 if topic == feedback_topic:
-                    parsed.append(parse_feedback(value))
+                    parsed.append(decode_feedback(value))
                 else:
-                    trace = parse_trace(value)
+                    trace = decode_trace(value)
                     base = contribution_of(trace, min_quality=min_quality, reward_fn=reward_fn)
                     parsed.append(_new_arrival(_Arrival, (trace.trace_id, base, trace.query, trace.result)))
             except InvalidTraceError as exc:
@@ -323,22 +329,29 @@ class Stage1:
         return changed, delta.to_state(), ops, n_traces
 
     def _delta_records(self, partition: int, delta: LearningState, ops: list[list[Any]]) -> list[OutRecord]:
-        """The batch's delta, split so that no message exceeds ``max_message_bytes``."""
-        limit = self.settings.max_message_bytes
+        """The batch's delta as ``{"src", "state", "sft"}`` messages, none over ``max_message_bytes``.
+
+        The first message carries the state; the SFT ops are spread over as many as their encoded size
+        needs. (An op larger than the limit on its own still goes out, alone in its message: it holds one
+        trace's query and result, about as large as that trace was on the traces topic.)
+        """
         source = f"{partition}:{self._dbs[partition].source_id}"
-        messages: list[dict[str, Any]] = [{"src": source, "state": delta.to_json(), "sft": []}]
-        size = len(json.dumps(messages[0]["state"]))
+        head = b'{"src":' + _encode(source) + b',"state":'
+        budget = self.settings.max_message_bytes - len(head) - len(',"sft":[]}')
+        state = _encode(delta.to_json())
+        chunks: list[tuple[bytes, list[bytes]]] = [(state, [])]
+        size = len(state)
         for op in ops:
-            # an estimate (text lengths plus the fixed fields) is enough to stay under the limit
-            op_size = 160 + (len(op[8]) + len(op[9]) if op[0] == "+" else 0) * 2
-            if size + op_size > limit and (messages[-1]["sft"] or messages[-1]["state"]):
-                messages.append({"src": source, "state": None, "sft": []})
-                size = 0
-            messages[-1]["sft"].append(op)
-            size += op_size
+            encoded = _encode(op)
+            if size + len(encoded) + 1 > budget and (chunks[-1][1] or chunks[-1][0] != b"null"):
+                chunks.append((b"null", []))
+                size = 4
+            chunks[-1][1].append(encoded)
+            size += len(encoded) + 1
+        key = source.encode()
         return [
-            OutRecord(self.settings.deltas_topic, source.encode(), json.dumps(m, separators=(",", ":")).encode())
-            for m in messages
+            OutRecord(self.settings.deltas_topic, key, head + st + b',"sft":[' + b",".join(encoded_ops) + b"]}")
+            for st, encoded_ops in chunks
         ]
 
     async def _maybe_expire(self) -> None:

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from learning.evolver import recommend
 from learning.models import AgentConfigUpdate, LearningTrigger, SftPair
 from learning.routing.table import routing_update
@@ -26,6 +28,8 @@ from streams.metrics import WorkerMetrics
 from streams.records import InRecord, OutRecord, Sender
 from streams.settings import Settings
 from streams.state_store import SEQ_HEADER, PartitionDB
+
+_decode = msgspec.json.decode  # stage 1 writes the deltas with msgspec too (docs/decisions.md #15)
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +136,7 @@ class Stage2:
                     self.metrics.duplicates.inc()
                     continue
                 self.watermarks[source] = seq
-                message = json.loads(record.value or b"{}")
+                message = _decode(record.value or b"{}")
                 if message.get("state"):
                     delta = LearningState.from_json(message["state"])
                     self.state.merge(delta)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from learning.classifier import classify_query
-from learning.models import Trace
 from learning.reward import HeuristicRewardFunction
 
 DEFAULT_MIN_QUALITY = 0.7
@@ -86,11 +85,43 @@ class SignedSum(ABC):
 
 DEFAULT_REWARD = HeuristicRewardFunction()
 
+
+class TraceFields(Protocol):
+    """What a contribution reads of a trace: a :class:`learning.models.Trace`, or a decoder's twin of it
+    (stage 1 decodes with msgspec, docs/decisions.md #15)."""
+
+    @property
+    def trace_id(self) -> str: ...
+    @property
+    def query(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def agent(self) -> str: ...
+    @property
+    def result(self) -> str: ...
+    @property
+    def outcome(self) -> str | None: ...
+    @property
+    def feedback(self) -> float | None: ...
+    @property
+    def started_at(self) -> float: ...
+    @property
+    def total_latency_seconds(self) -> float: ...
+    @property
+    def cost_usd(self) -> float: ...
+    @property
+    def prompt_tokens(self) -> int: ...
+    @property
+    def completion_tokens(self) -> int: ...
+    def tool_calls(self) -> tuple[tuple[str, ...], int]: ...
+
+
 _tuple_new = tuple.__new__
 
 
 def contribution_of(
-    trace: Trace,
+    trace: TraceFields,
     *,
     feedback: float | None = None,
     outcome: str | None = None,

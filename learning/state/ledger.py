@@ -6,7 +6,7 @@ keeps entries in a dict, and the stream worker keeps the same entries in SQLite.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from learning.models import FeedbackEvent, Trace
 from learning.reward import HeuristicRewardFunction
@@ -17,6 +17,17 @@ from learning.state.contribution import (
     contribution_of,
     pair_id_of,
 )
+
+
+class FeedbackFields(Protocol):
+    """What late feedback carries into the ledger: a :class:`FeedbackEvent`, or a decoder's twin of it."""
+
+    @property
+    def score(self) -> float: ...
+    @property
+    def outcome(self) -> str | None: ...
+    @property
+    def ts(self) -> float: ...
 
 
 class LedgerEntry(NamedTuple):
@@ -95,7 +106,7 @@ def apply_contribution(
 
 def apply_feedback(
     entry: LedgerEntry | None,
-    feedback: FeedbackEvent,
+    feedback: FeedbackFields,
     *,
     min_quality: float = DEFAULT_MIN_QUALITY,
 ) -> tuple[LedgerEntry, Contribution | None, Contribution | None]:

@@ -131,6 +131,31 @@ async def test_stage2_applies_each_delta_once_and_triggers(settings):
     await s1.close()
 
 
+async def test_stage1_splits_large_deltas_under_the_message_limit(tmp_path):
+    """Pairs whose text encodes to more bytes than characters (CJK, escapes) still stay under the limit."""
+    settings = Settings(bootstrap_servers="x:1", state_dir=tmp_path, min_samples=1, max_message_bytes=10_000)
+    s1_sink, s2_sink = Sink(), Sink()
+    s1 = Stage1(settings, s1_sink, WorkerMetrics())
+    texts = ["東京の天気は" * 150, 'quote " and newline \n\t' * 60, "plain ascii " * 100]
+    batch = [
+        trace_record(settings, i, f"t{i}", query=f"{i} {texts[i % 3]}", result=texts[(i + 1) % 3]) for i in range(30)
+    ]
+    batch.append(trace_record(settings, 30, "huge", query="large " * 3000))  # one op above the limit on its own
+    await s1.process(batch)
+    deltas = s1_sink.on(settings.deltas_topic)
+    sizes = sorted(len(r.value) for r in deltas)
+    assert len(deltas) >= 4 and sizes[-2] <= 10_000 < sizes[-1]  # only the oversized op's message is larger
+    messages = [json.loads(r.value) for r in deltas]
+    assert sum(1 for m in messages if m["state"]) == 1
+    assert sorted(op[2] for m in messages for op in m["sft"]) == sorted(["huge", *(f"t{i}" for i in range(30))])
+    s2 = Stage2(settings, s2_sink, WorkerMetrics())
+    await s2.process([InRecord(settings.deltas_topic, 0, i, r.key, r.value, r.headers) for i, r in enumerate(deltas)])
+    pairs = {json.loads(r.value)["input"] for r in s2_sink.on(settings.sft_topic)}
+    assert f"7 {texts[1]}" in pairs and len(pairs) == 31
+    await s2.close()
+    await s1.close()
+
+
 async def test_stage1_next_batch_sees_the_batch_still_being_written(settings, monkeypatch):
     """Batch 2 is prepared while batch 1's transaction is still running in its thread: the feedback in
     batch 2 must join the trace of batch 1 (from memory), not start a feedback-only entry."""
