@@ -104,6 +104,9 @@ class PartitionDB:
         self._lock = threading.Lock()
         # the outbox may hold records that were never sent: at open (a crash) and after a failed send
         self._unsent = True
+        # rows written by apply_sft_ops into the transaction that the next commit ends: that COMMIT writes
+        # their pages, so they count towards running it in a thread
+        self._staged_rows = 0
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -207,7 +210,9 @@ class PartitionDB:
             texts = self._sft_pair_texts([pid for pid in pair_ids if pid in after])
         except BaseException:
             db.rollback()
+            self._staged_rows = 0
             raise
+        self._staged_rows += len(removals) + 2 * len(additions)
         return SftOpsResult(pair_ids, before, after, texts)
 
     def _sft_representatives(self, pair_ids: list[str]) -> dict[str, tuple[Any, ...]]:
@@ -281,7 +286,8 @@ class PartitionDB:
         db = self.db
         # statements staged on the loop's connection (apply_sft_ops) commit with the batch, on that connection
         writer = db if db.in_transaction else self._writer_db()
-        size = len(ledger or ()) + len(outbox or ())
+        size = len(ledger or ()) + len(outbox or ()) + self._staged_rows
+        self._staged_rows = 0
         await self._write(size, self._commit, writer, ledger, offsets, outbox, meta, drop_pairs)
 
     async def _write(self, size: int, fn: Callable[..., T], *args: Any) -> T:

@@ -137,3 +137,28 @@ def test_transaction_commits_the_body_or_rolls_all_of_it_back(tmp_path):
         db.execute("INSERT INTO t VALUES (2)")
         raise RuntimeError("crash part-way")
     assert db.execute("SELECT x FROM t").fetchall() == [(1,)] and not db.in_transaction
+
+
+async def test_the_commit_of_many_staged_sft_ops_runs_off_the_loop(tmp_path, monkeypatch):
+    """Stage 2 stages its SFT ops in the loop connection's transaction; the COMMIT that writes their pages
+    must not run on the event loop when they are many (it took 15 ms a batch of the worker's loop)."""
+    db = await PartitionDB(tmp_path / "s2.db").open()
+    threads: list[bool] = []
+    original = db._commit
+
+    def recording_commit(*args: object) -> None:
+        threads.append(threading.current_thread() is threading.main_thread())
+        original(*args)
+
+    monkeypatch.setattr(db, "_commit", recording_commit)
+
+    def plus(i: int) -> list[object]:
+        return ["+", f"pair{i % 50}", f"t{i}", 1.0 + i, "m", "a", 0.9, "general", f"q{i % 50}", "r"]
+
+    for n in (10, 400):  # few ops: on the loop; many: in a thread
+        await db.apply_sft_ops([plus(i) for i in range(n)])
+        await db.commit(offsets={("deltas", 0): n})
+    await db.commit(offsets={("deltas", 0): 500})  # nothing staged any more: on the loop again
+    assert threads == [True, False, True]
+    assert db.db.execute("SELECT COUNT(*) FROM sft_members").fetchone()[0] == 400
+    await db.close()
