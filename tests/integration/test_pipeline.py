@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
+import sqlite3
 
 import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from learning.miner import mine, sft_pairs
 from learning.models import LearningTrigger, RoutingTableUpdate, SftPair, Trace
 from learning.routing.table import routing_update
+from streams.kafka import client_kwargs
 from streams.sdk import RoutingTableView, TraceProducer
 from streams.settings import Settings
 from tests.factories import make_trace
@@ -127,6 +132,37 @@ async def test_traces_in_routing_tables_out(settings: Settings, worker: WorkerPr
     )
     configs = await read_topic(settings, settings.agent_configs_topic, idle=0.5)
     assert configs and all(json.loads(r.value)["max_turns"] >= 5 for r in configs)
+    # stage 1's Kafka offsets catch up with what it made durable once it is idle (not the topic's end
+    # offsets: the embedded broker's are wrong for multi-record batches)
+    durable = stage1_stored_offsets(settings)
+    assert sum(durable.values()) == len(traces)
+
+    async def caught_up() -> bool:
+        return await stage1_committed_offsets(settings, list(durable)) == durable
+
+    assert await wait_until(caught_up, 15)
+
+
+def stage1_stored_offsets(settings: Settings) -> dict[TopicPartition, int]:
+    out = {}
+    for p in range(settings.trace_partitions):
+        with contextlib.closing(sqlite3.connect(settings.state_dir / "stage1" / f"p{p}.db")) as db:
+            row = db.execute(
+                "SELECT next_offset FROM offsets WHERE topic = ? AND part = ?", (settings.traces_topic, p)
+            ).fetchone()
+        out[TopicPartition(settings.traces_topic, p)] = row[0] if row else 0
+    return out
+
+
+async def stage1_committed_offsets(settings: Settings, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        # the embedded broker drops the connection when the partitions are left out
+        offsets = await admin.list_consumer_group_offsets(f"{settings.app_id}.stage1", partitions=partitions)
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in offsets.items()}
 
 
 async def test_redelivered_duplicates_change_nothing(settings: Settings, worker: WorkerProcess) -> None:
