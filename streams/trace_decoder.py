@@ -17,7 +17,15 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from learning.models import SCHEMA_VERSION, FeedbackEvent, Trace, parse_feedback, parse_trace, tool_calls_of
+from learning.models import (
+    SCHEMA_VERSION,
+    FeedbackEvent,
+    Outcome,
+    Trace,
+    parse_feedback,
+    parse_trace,
+    tool_calls_of,
+)
 from learning.types import StepType
 
 # pydantic's allow_inf_nan=False needs no bound here: msgspec refuses NaN and Infinity literals, and numbers
@@ -26,7 +34,6 @@ NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0)]
 UnitFloat = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 TraceId = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Outcome = Literal["success", "failure", "error"]
 
 
 # gc=False: a decoded JSON document holds no reference cycles, and untracked structs keep a batch's traces
