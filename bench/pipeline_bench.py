@@ -159,6 +159,65 @@ async def latency(settings: Settings, rate: float, seconds: float) -> list[float
     return latencies
 
 
+async def raw_latency(bootstrap: str, settings: Settings, topic: str, rate: float, seconds: float) -> list[float]:
+    """The broker's own floor: one produce -> consume hop of the same traces at the same rate, with the
+    worker's fetch wait and no processing (the pipeline makes two such hops: into stage 1 and out to the
+    routing view)."""
+    await create_topic(bootstrap, topic, settings.trace_partitions)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"raw-{topic}",
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+    )
+    await consumer.start()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)
+    await producer.start()
+    n = int(rate * seconds)
+    sent_at: list[float] = [0.0] * n
+    received: dict[int, float] = {}
+
+    async def consume() -> None:
+        while len(received) < n:
+            batches = await consumer.getmany(timeout_ms=200)
+            now = time.perf_counter()
+            for messages in batches.values():
+                for m in messages:
+                    received[int(m.key or b"0")] = now
+
+    reader = asyncio.create_task(consume())
+    await asyncio.sleep(2)  # the group join
+    rng = random.Random(5)
+    start = time.perf_counter()
+    try:
+        for i in range(n):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            sent_at[i] = time.perf_counter()
+            await producer.send(topic, trace_payload(i, rng, query="hi there", prefix="raw"), key=str(i).encode())
+        await producer.flush()
+        await asyncio.wait_for(reader, 30)
+    finally:
+        reader.cancel()
+        await producer.stop()
+        await consumer.stop()
+    return [received[i] - sent_at[i] for i in range(n)]
+
+
+def latency_row(lat: list[float], windows: int = 4) -> str:
+    """p50/p99/max, and the p99 of each consecutive window of the run (the embedded broker slows down as
+    single-record batches pile up in a partition: docs/benchmarks.md)."""
+    size = max(1, len(lat) // windows)
+    parts = [lat[i * size : (i + 1) * size] for i in range(windows) if lat[i * size : (i + 1) * size]]
+    by_window = " / ".join(f"{1000 * pct(part, 0.99):.0f}" for part in parts)
+    return (
+        f"p50 {1000 * pct(lat, 0.5):.0f} ms, p99 {1000 * pct(lat, 0.99):.0f} ms, max {1000 * max(lat):.0f} ms "
+        f"(n={len(lat)}; p99 by quarter: {by_window} ms)"
+    )
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -210,6 +269,11 @@ def main() -> None:
                 )
             )
 
+        if not args.throughput_only:
+            print("raw produce -> consume latency ...", flush=True)
+            raw = asyncio.run(raw_latency(bs, settings, "bench.rawlat", args.rate, args.latency_seconds))
+            rows.append((f"raw aiokafka produce -> consume (one hop) at {args.rate:.0f} traces/s", latency_row(raw)))
+
         if not (args.throughput_only or args.latency_only):
             asyncio.run(create_topic(bs, "bench.naive", 4))
             asyncio.run(produce(bs, "bench.naive", args.naive_traces, prefix="n"))
@@ -235,13 +299,7 @@ def main() -> None:
             if not args.throughput_only:
                 print("latency ...", flush=True)
                 lat = asyncio.run(latency(settings, args.rate, args.latency_seconds))
-                rows.append(
-                    (
-                        f"produce -> routing update at {args.rate:.0f} traces/s",
-                        f"p50 {1000 * pct(lat, 0.5):.0f} ms, p99 {1000 * pct(lat, 0.99):.0f} ms, "
-                        f"max {1000 * max(lat):.0f} ms (n={len(lat)})",
-                    )
-                )
+                rows.append((f"produce -> routing update at {args.rate:.0f} traces/s", latency_row(lat)))
             if not (args.throughput_only or args.latency_only):
                 print("memory ...", flush=True)
                 done = args.traces + int(args.rate * args.latency_seconds)

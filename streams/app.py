@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Any, cast
 
 import faust
-from faust.types import EventT, TransportT
+from faust.types import TP, EventT, TransportT
 from faust.web import Request, Response, View
 
 from streams.faust_transport import TunedTransport
@@ -21,6 +22,9 @@ from streams.stage1_consumer import Stage1Consumer
 from streams.stage2 import Stage2
 
 log = logging.getLogger(__name__)
+
+# delta batches waiting for stage 2 in this process (each is one stage-1 micro-batch)
+LOCAL_QUEUE = 256
 
 
 class TracelearnApp(faust.App):
@@ -97,7 +101,17 @@ class Pipeline:
         self.app = app
         self.stage1 = Stage1(settings, self.send, self.metrics)
         self.stage2 = Stage2(settings, self.send, self.metrics)
+        # committed delta batches on their way from stage 1 to stage 2 in this process; bounded, because
+        # whatever does not fit still arrives through the deltas topic
+        self.local_deltas: asyncio.Queue[list[OutRecord]] = asyncio.Queue(maxsize=LOCAL_QUEUE)
+        if settings.local_stage2:
+            self.stage1.local = self._hand_over
         self._register()
+
+    def _hand_over(self, records: list[OutRecord]) -> None:
+        if self.stage2.owner:
+            with contextlib.suppress(asyncio.QueueFull):
+                self.local_deltas.put_nowait(records)
 
     async def send(self, records: list[OutRecord]) -> None:
         """Produce records and wait until the broker acknowledged every one."""
@@ -122,6 +136,15 @@ class Pipeline:
             async for events in batches:
                 await stage2.process([to_record(e) for e in events])
 
+        @app.task  # type: ignore[untyped-decorator]
+        async def stage2_local() -> None:
+            queue = self.local_deltas
+            while True:
+                records = await queue.get()
+                while not queue.empty():  # all waiting batches in one stage-2 transaction
+                    records += queue.get_nowait()
+                await stage2.process_local(records)
+
         @app.timer(interval=max(0.01, settings.routing_publish_interval / 2 or 0.05))  # type: ignore[untyped-decorator]
         async def publish_held_back() -> None:
             await stage2.tick()
@@ -139,3 +162,8 @@ class Pipeline:
         @app.on_partitions_revoked.connect
         async def on_revoked(app: faust.App, /, *args: Any, **kwargs: Any) -> None:
             await stage2.forget()
+
+        @app.on_partitions_assigned.connect
+        async def on_assigned(app: faust.App, /, *args: Any, **kwargs: Any) -> None:
+            assigned: set[TP] = args[0] if args else kwargs.get("assigned", set())
+            stage2.owner = any(tp.topic == settings.deltas_topic for tp in assigned)

@@ -61,6 +61,11 @@ class EmbeddedBroker:
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The broker process's id while it runs (benchmarks read its CPU time)."""
+        return self._proc.pid if self._proc is not None else None
+
     def start(self, timeout: float = 10.0) -> EmbeddedBroker:
         if port_open(self.host, self.port):
             raise BrokerError(f"port {self.port} is already in use; pick another with --port")

@@ -17,7 +17,16 @@ class WorkerMetrics:
         self.traces = Counter("tracelearn_traces_consumed", "Valid traces processed", registry=r)
         self.feedback = Counter("tracelearn_feedback_consumed", "Valid feedback events processed", registry=r)
         self.duplicates = Counter(
-            "tracelearn_redelivered_skipped", "Records skipped because their effect was already applied", registry=r
+            "tracelearn_redelivered_skipped",
+            "Records skipped because their effect was already applied (re-deliveries, and the topic's copies of "
+            "deltas that stage 2 applied straight from this process's stage 1)",
+            registry=r,
+        )
+        self.deltas_applied = Counter(
+            "tracelearn_stage2_deltas_applied",
+            "Stage-1 delta records merged by stage 2, by how they arrived",
+            ["path"],
+            registry=r,
         )
         self.invalid = Counter(
             "tracelearn_invalid_records", "Records sent to the dead-letter topic", ["reason"], registry=r

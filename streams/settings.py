@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     batch_max: int = Field(default=5000, ge=1)
     stage2_batch_within: float = Field(default=0.02, gt=0)
+    local_stage2: bool = Field(
+        default=True, description="stage 2 also takes its own process's deltas without the broker's round trip"
+    )
     fetch_max_wait_ms: int = Field(default=20, ge=1, le=1500)
     max_message_bytes: int = Field(default=512_000, ge=10_000)
     session_timeout: float = Field(default=6.0, gt=0)

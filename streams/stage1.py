@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -29,7 +29,7 @@ from streams import ledger_rows
 from streams.metrics import WorkerMetrics
 from streams.records import Consumed, OutRecord, Sender
 from streams.settings import Settings
-from streams.state_store import PartitionDB
+from streams.state_store import PREV_HEADER, PartitionDB
 from streams.trace_decoder import FastFeedback, decode_feedback, decode_trace
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,9 @@ Event = _Arrival | FeedbackEvent | FastFeedback
 # library took 5% of the worker's event loop (docs/decisions.md #15)
 _encode = msgspec.json.Encoder().encode
 
+# meta key: the outbox number of the last delta record, so that the chain of tl-prev links survives a restart
+LAST_DELTA_KEY = "last_delta_seq"
+
 # tuple.__new__ builds the named tuple without its Python-level __new__ (once per trace)
 _new_arrival = tuple.__new__
 
@@ -106,6 +109,11 @@ class _Write:
     outbox: list[OutRecord]
     traces: int
     feedback: int
+    last_delta: int  # outbox number of this partition's last delta record, this batch's included
+
+
+# hands a committed batch's delta records to a stage 2 in this process (docs/decisions.md #16)
+LocalHandoff = Callable[[list[OutRecord]], None]
 
 
 class Stage1:
@@ -132,6 +140,8 @@ class Stage1:
         self._in_flight: asyncio.Task[None] | None = None  # the last batch's commit
         self._sending: asyncio.Task[None] | None = None  # the last committed batch's sends
         self._last_expiry = 0.0
+        self._last_delta: dict[int, int] = {}
+        self.local: LocalHandoff | None = None
 
     def db_path(self, partition: int) -> Path:
         return self.settings.state_dir / "stage1" / f"p{partition}.db"
@@ -142,6 +152,7 @@ class Stage1:
             db = await PartitionDB(self.db_path(partition)).open()
             self._dbs[partition] = db
             self._offsets[partition] = await db.offsets()
+            self._last_delta[partition] = int(await db.get_meta(LAST_DELTA_KEY) or 0)
             # records staged before a crash go out first, in order
             await db.deliver(self.send)
         return db
@@ -157,6 +168,7 @@ class Stage1:
             self._dbs.clear()
             self._offsets.clear()
             self._unsettled.clear()
+            self._last_delta.clear()
 
     async def close(self) -> None:
         await self.forget()
@@ -195,11 +207,22 @@ class Stage1:
 
     async def _persist(self, writes: list[_Write], started: float, size: int) -> None:
         # partitions are separate files: their transactions, and then their sends, can overlap
-        await asyncio.gather(*(w.db.commit(ledger=w.ledger, offsets=w.offsets, outbox=w.outbox) for w in writes))
+        await asyncio.gather(
+            *(
+                w.db.commit(ledger=w.ledger, offsets=w.offsets, outbox=w.outbox, meta={LAST_DELTA_KEY: w.last_delta})
+                for w in writes
+            )
+        )
         for w in writes:
             self._unsettled.pop(w.partition, None)
             self.metrics.traces.inc(w.traces)
             self.metrics.feedback.inc(w.feedback)
+        if self.local is not None:
+            # durable now: a stage 2 in this process may apply them before the broker has them
+            deltas_topic = self.settings.deltas_topic
+            local = [r for w in writes for r in w.outbox if r.topic == deltas_topic]
+            if local:
+                self.local(local)
         # Sends go out in batch order (stage 2 drops a sequence number below its watermark), after the
         # previous batch's; waiting for those here keeps the sends at most one batch behind the commits.
         previous, self._sending = self._sending, None
@@ -224,6 +247,8 @@ class Stage1:
         if not delta.empty or ops:
             out.extend(self._delta_records(partition, delta, ops))
         self._offsets[partition] = new_offsets
+        staged, last_delta = self._chain(db.stage(out), self._last_delta[partition])
+        self._last_delta[partition] = last_delta
         now = time.time()
         return _Write(
             partition,
@@ -231,10 +256,26 @@ class Stage1:
             [ledger_rows.to_row(tid, entry, now) for tid, entry in changed.items()],
             changed,
             new_offsets,
-            db.stage(out),
+            staged,
             n_traces,
             len(parsed) - n_traces,
+            last_delta,
         )
+
+    def _chain(self, staged: list[OutRecord], last: int) -> tuple[list[OutRecord], int]:
+        """Give each delta record the outbox number of the partition's previous one (``tl-prev``).
+
+        Dead letters share the outbox's numbering, so the numbers of delta records have gaps; with the
+        link a consumer can tell that it holds every earlier delta of this source.
+        """
+        deltas_topic = self.settings.deltas_topic
+        chained = []
+        for r in staged:
+            if r.topic == deltas_topic:
+                r = OutRecord(r.topic, r.key, r.value, (*r.headers, (PREV_HEADER, str(last).encode())), r.seq)
+                last = r.seq
+            chained.append(r)
+        return chained, last
 
     def _read(
         self, partition: int, batch: list[Consumed]

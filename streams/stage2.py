@@ -27,14 +27,14 @@ from learning.state.triggers import TriggerCounter
 from streams.metrics import WorkerMetrics
 from streams.records import InRecord, OutRecord, Sender
 from streams.settings import Settings
-from streams.state_store import SEQ_HEADER, PartitionDB
+from streams.state_store import PREV_HEADER, SEQ_HEADER, PartitionDB
 
 _decode = msgspec.json.decode  # stage 1 writes the deltas with msgspec too (docs/decisions.md #15)
 
 log = logging.getLogger(__name__)
 
 
-def header(record: InRecord, name: str) -> bytes | None:
+def header(record: InRecord | OutRecord, name: str) -> bytes | None:
     for key, value in record.headers:
         if key == name:
             return value
@@ -48,6 +48,8 @@ class Stage2:
         self.metrics = metrics
         self.lock = asyncio.Lock()
         self._db: PartitionDB | None = None
+        # whether this worker holds the deltas partition: only then may it apply deltas from its own stage 1
+        self.owner = False
         self._reset_memory()
 
     def _reset_memory(self) -> None:
@@ -107,6 +109,7 @@ class Stage2:
 
     async def forget(self) -> None:
         async with self.lock:
+            self.owner = False
             if self._db is not None:
                 await self._db.close()
                 self._db = None
@@ -116,43 +119,89 @@ class Stage2:
 
     # -- batches ----------------------------------------------------------------------------------
     async def process(self, records: list[InRecord]) -> None:
+        """Apply deltas consumed from the deltas topic (re-deliveries and repeats are dropped)."""
         started = time.perf_counter()
         async with self.lock:
             db = await self._load()
-            ops: list[list[Any]] = []
-            touched_classes: set[str] = set()
             offsets = dict(self.offsets)
-            applied = 0
+            fresh: list[tuple[str, int, bytes | None]] = []
             for record in records:
                 key = (record.topic, record.partition)
                 if record.offset < offsets.get(key, 0):
                     self.metrics.duplicates.inc()
                     continue
                 offsets[key] = record.offset + 1
-                source = (record.key or b"").decode()
                 raw_seq = header(record, SEQ_HEADER)
-                seq = int(raw_seq) if raw_seq else 0
-                if seq <= self.watermarks.get(source, 0):
-                    self.metrics.duplicates.inc()
-                    continue
-                self.watermarks[source] = seq
-                message = _decode(record.value or b"{}")
-                if message.get("state"):
-                    delta = LearningState.from_json(message["state"])
-                    self.state.merge(delta)
-                    touched_classes.update(delta.classes)
-                ops.extend(message.get("sft") or [])
-                applied += 1
-            out: list[OutRecord] = []
-            dropped: list[str] = []
-            if ops:
-                out += await self._apply_sft(db, ops, dropped)
-            self.dirty |= touched_classes
-            out += self._publishable(time.time())
-            await self._commit_and_send(db, out, offsets=offsets, drop_pairs=dropped)
-            self.offsets = offsets
+                fresh.append(((record.key or b"").decode(), int(raw_seq) if raw_seq else 0, record.value))
+            applied = await self._apply(db, fresh, offsets)
+            self.metrics.deltas_applied.labels("topic").inc(applied)
         self.metrics.batch_seconds.labels("stage2").observe(time.perf_counter() - started)
         self.metrics.batch_size.labels("stage2").observe(applied)
+
+    async def process_local(self, records: list[OutRecord]) -> None:
+        """Apply delta records that a stage 1 in this process has just committed, before the broker
+        delivers them (docs/decisions.md #16).
+
+        Only while this worker owns the deltas partition, and per source only a record whose
+        predecessor (its ``tl-prev``) is the last one applied: everything else waits for the topic,
+        whose copies of what is applied here are dropped as repeats.
+        """
+        started = time.perf_counter()
+        async with self.lock:
+            if not self.owner:
+                return
+            db = await self._load()
+            last = dict(self.watermarks)
+            fresh: list[tuple[str, int, bytes | None]] = []
+            for record in records:
+                source = (record.key or b"").decode()
+                prev = header(record, PREV_HEADER)
+                if prev is None or int(prev) != last.get(source, 0):
+                    continue
+                last[source] = record.seq
+                fresh.append((source, record.seq, record.value))
+            if not fresh:
+                return
+            applied = await self._apply(db, fresh, None)
+            self.metrics.deltas_applied.labels("local").inc(applied)
+        self.metrics.batch_seconds.labels("stage2").observe(time.perf_counter() - started)
+        self.metrics.batch_size.labels("stage2").observe(applied)
+
+    async def _apply(
+        self, db: PartitionDB, records: list[tuple[str, int, bytes | None]], offsets: dict[tuple[str, int], int] | None
+    ) -> int:
+        """Merge (source, tl-seq, value) deltas past their source's watermark, commit, publish; returns
+        how many were applied. ``offsets``: the deltas topic's next offsets after these records."""
+        ops: list[list[Any]] = []
+        touched_classes: set[str] = set()
+        applied = 0
+        for source, seq, value in records:
+            if seq <= self.watermarks.get(source, 0):
+                self.metrics.duplicates.inc()
+                continue
+            self.watermarks[source] = seq
+            message = _decode(value or b"{}")
+            if message.get("state"):
+                delta = LearningState.from_json(message["state"])
+                self.state.merge(delta)
+                touched_classes.update(delta.classes)
+            ops.extend(message.get("sft") or [])
+            applied += 1
+        out: list[OutRecord] = []
+        dropped: list[str] = []
+        if ops:
+            out += await self._apply_sft(db, ops, dropped)
+        self.dirty |= touched_classes
+        out += self._publishable(time.time())
+        if applied or out:
+            # the topic's offsets as far as consumed (the local path consumes none)
+            stored = offsets if offsets is not None else self.offsets
+            await self._commit_and_send(db, out, offsets=stored, drop_pairs=dropped)
+        # else: nothing but repeats (copies of deltas applied from this process): their offsets are kept
+        # in memory and stored with the next commit; a re-delivery of repeats is harmless
+        if offsets is not None:
+            self.offsets = offsets
+        return applied
 
     async def tick(self) -> None:
         """Publish classes whose update was held back by the rate limit."""

@@ -34,6 +34,8 @@ from streams.sql_rows import execute_rows, transaction
 T = TypeVar("T")
 
 SEQ_HEADER = "tl-seq"
+# on stage 1's delta records: the tl-seq of the same source's previous delta record (0: none)
+PREV_HEADER = "tl-prev"
 # Above this many rows a write runs in a worker thread.
 BIG_BATCH = 256
 

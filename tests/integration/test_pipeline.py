@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import sqlite3
+import urllib.request
 
 import pytest
 from aiokafka import TopicPartition
@@ -15,6 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from learning.miner import mine, sft_pairs
 from learning.models import LearningTrigger, RoutingTableUpdate, SftPair, Trace
 from learning.routing.table import routing_update
+from streams.broker import free_port
 from streams.kafka import client_kwargs
 from streams.sdk import RoutingTableView, TraceProducer
 from streams.settings import Settings
@@ -114,7 +117,18 @@ def expected_sft(settings: Settings, traces: list[Trace]) -> list[tuple]:
     return sorted((p["input"], p["output"], p["model"], p["feedback"]) for p in sft_pairs(mine(traces).sft))
 
 
-async def test_traces_in_routing_tables_out(settings: Settings, worker: WorkerProcess) -> None:
+def deltas_applied(settings: Settings) -> dict[str, float]:
+    """The worker's ``tracelearn_stage2_deltas_applied_total`` by path, from its /metrics page."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found = re.findall(r'^tracelearn_stage2_deltas_applied_total\{path="(\w+)"\} ([0-9.e+]+)$', text, re.MULTILINE)
+    return {path: float(value) for path, value in found}
+
+
+@pytest.mark.parametrize("local_stage2", [True, False], ids=["local-stage2", "topic-only"])
+async def test_traces_in_routing_tables_out(settings: Settings, worker: WorkerProcess, local_stage2: bool) -> None:
+    settings = settings.model_copy(update={"local_stage2": local_stage2, "web_port": free_port()})
+    worker.settings = settings
     worker.start()
     traces = fleet(600)
     await produce(settings, traces)
@@ -141,6 +155,10 @@ async def test_traces_in_routing_tables_out(settings: Settings, worker: WorkerPr
         return await stage1_committed_offsets(settings, list(durable)) == durable
 
     assert await wait_until(caught_up, 15)
+    # with the local path, stage 2 merged its own process's deltas without waiting for the topic
+    paths = deltas_applied(settings)
+    assert paths.get("topic", 0) + paths.get("local", 0) > 0
+    assert (paths.get("local", 0) > 0) == local_stage2, paths
 
 
 def stage1_stored_offsets(settings: Settings) -> dict[TopicPartition, int]:

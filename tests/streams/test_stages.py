@@ -19,7 +19,7 @@ from streams.records import InRecord, OutRecord
 from streams.settings import Settings
 from streams.stage1 import Stage1
 from streams.stage2 import Stage2
-from streams.state_store import SEQ_HEADER, PartitionDB
+from streams.state_store import PREV_HEADER, SEQ_HEADER, PartitionDB
 from tests.factories import make_trace
 from tests.learning.test_incremental_equals_batch import feedback_st, trace_st
 
@@ -129,6 +129,76 @@ async def test_stage2_applies_each_delta_once_and_triggers(settings):
     assert again.state.classes["general"].count == 5
     await again.close()
     await s1.close()
+
+
+def _prev(record: OutRecord) -> int:
+    return int(dict(record.headers)[PREV_HEADER])
+
+
+async def test_stage1_links_each_delta_to_the_previous_one_across_restarts(settings):
+    """tl-prev chains a source's delta records; dead letters (same numbering) and restarts do not break it."""
+    sink = Sink()
+    handed: list[list[OutRecord]] = []
+    s1 = Stage1(settings, sink, WorkerMetrics())
+    s1.local = handed.append
+    await s1.process([trace_record(settings, 0, "a"), InRecord(settings.traces_topic, 0, 1, b"k", b"{oops")])
+    await s1.process([InRecord(settings.traces_topic, 0, 2, b"k", b"{oops"), trace_record(settings, 3, "b")])
+    await s1.close()
+    restarted = Stage1(settings, sink, WorkerMetrics())
+    await restarted.process([trace_record(settings, 4, "c")])
+    await restarted.close()
+    deltas = sink.on(settings.deltas_topic)
+    seqs = [int(dict(r.headers)[SEQ_HEADER]) for r in deltas]
+    assert len(deltas) == 3 and [_prev(r) for r in deltas] == [0, seqs[0], seqs[1]]
+    assert seqs[1] > seqs[0] + 1  # a dead letter took the number in between
+    # the process's own stage 2 was handed exactly the committed delta records, in order (not after a restart)
+    assert [r.seq for batch in handed for r in batch] == seqs[:2]
+
+
+async def test_stage2_applies_local_deltas_once_and_waits_for_the_topic_after_a_gap(settings):
+    s1_sink = Sink()
+    s1 = Stage1(settings, s1_sink, WorkerMetrics())
+    for i in range(5):
+        await s1.process([trace_record(settings, i, f"t{i}", result=f"r{i}")])
+    await s1.close()
+    deltas = s1_sink.on(settings.deltas_topic)
+    from_topic = [InRecord(settings.deltas_topic, 0, i, r.key, r.value, r.headers) for i, r in enumerate(deltas)]
+    assert len(deltas) == 5
+
+    reference_sink = Sink()
+    reference = Stage2(
+        settings.model_copy(update={"state_dir": settings.state_dir / "ref"}), reference_sink, WorkerMetrics()
+    )
+    await reference.process(from_topic)
+    await reference.close()
+
+    sink = Sink()
+    metrics = WorkerMetrics()
+    s2 = Stage2(settings, sink, metrics)
+    await s2.process_local(deltas[:1])
+    assert s2.state.classes == {}  # not the owner of the deltas partition: nothing applied
+    s2.owner = True
+    await s2.process_local(deltas[:1])
+    await s2.process_local(deltas[2:3])  # its predecessor (deltas[1]) is missing: it waits for the topic
+    assert s2.state.classes["general"].count == 1
+    await s2.process(from_topic[:2])  # the topic's copy of deltas[0] is a repeat; deltas[1] is new
+    await s2.process_local(deltas[2:4])  # in sequence again
+    await s2.process(from_topic[2:4])  # repeats only
+    await s2.process_local(deltas[4:])  # its topic copy has not arrived yet
+    assert metrics.deltas_applied.labels("local")._value.get() == 4
+    assert metrics.deltas_applied.labels("topic")._value.get() == 1
+    assert s2.state.to_json() == reference.state.to_json()
+    assert s2.sft_count == reference.sft_count == 5
+    await s2.close()
+    # restarted: the commits stored the topic's offsets consumed so far, and a re-delivery changes nothing
+    again = Stage2(settings, sink, WorkerMetrics())
+    await again.process([])
+    assert again.offsets == {(settings.deltas_topic, 0): 4}
+    await again.process(from_topic)
+    assert again.state.to_json() == reference.state.to_json()
+    await again.close()
+    pairs = {r.key for r in sink.on(settings.sft_topic)}
+    assert pairs == {r.key for r in reference_sink.on(settings.sft_topic)} and len(pairs) == 5
 
 
 async def test_stage1_splits_large_deltas_under_the_message_limit(tmp_path):
