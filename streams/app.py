@@ -143,7 +143,11 @@ class Pipeline:
                 records = await queue.get()
                 while not queue.empty():  # all waiting batches in one stage-2 transaction
                     records += queue.get_nowait()
-                await stage2.process_local(records)
+                try:
+                    await stage2.process_local(records)
+                except Exception:
+                    # stage 2 starts again from its committed state; these deltas arrive through the topic
+                    log.exception("stage 2 could not apply %d local delta records", len(records))
 
         @app.timer(interval=max(0.01, settings.routing_publish_interval / 2 or 0.05))  # type: ignore[untyped-decorator]
         async def publish_held_back() -> None:

@@ -171,7 +171,22 @@ class Stage2:
         self, db: PartitionDB, records: list[tuple[str, int, bytes | None]], offsets: dict[tuple[str, int], int] | None
     ) -> int:
         """Merge (source, tl-seq, value) deltas past their source's watermark, commit, publish; returns
-        how many were applied. ``offsets``: the deltas topic's next offsets after these records."""
+        how many were applied. ``offsets``: the deltas topic's next offsets after these records.
+
+        If anything fails, the tables in memory may be ahead of the last commit (and a watermark in
+        memory would drop the topic's copy of a delta that was never stored): the next batch starts again
+        from the committed state.
+        """
+        try:
+            return await self._merge_commit_send(db, records, offsets)
+        except BaseException:
+            self._db = None
+            await db.close()
+            raise
+
+    async def _merge_commit_send(
+        self, db: PartitionDB, records: list[tuple[str, int, bytes | None]], offsets: dict[tuple[str, int], int] | None
+    ) -> int:
         ops: list[list[Any]] = []
         touched_classes: set[str] = set()
         applied = 0

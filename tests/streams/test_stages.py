@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import threading
 
 import pytest
@@ -199,6 +200,45 @@ async def test_stage2_applies_local_deltas_once_and_waits_for_the_topic_after_a_
     await again.close()
     pairs = {r.key for r in sink.on(settings.sft_topic)}
     assert pairs == {r.key for r in reference_sink.on(settings.sft_topic)} and len(pairs) == 5
+
+
+@pytest.mark.parametrize("failure", ["send", "commit"])
+async def test_stage2_after_a_failed_local_batch_the_topic_copies_still_count(settings, monkeypatch, failure):
+    """A local batch whose commit or send failed must not leave a watermark in memory that would drop the
+    topic's copies of deltas that were never stored."""
+    s1_sink = Sink()
+    s1 = Stage1(settings, s1_sink, WorkerMetrics())
+    for i in range(3):
+        await s1.process([trace_record(settings, i, f"t{i}", result=f"r{i}")])
+    await s1.close()
+    deltas = s1_sink.on(settings.deltas_topic)
+    from_topic = [InRecord(settings.deltas_topic, 0, i, r.key, r.value, r.headers) for i, r in enumerate(deltas)]
+    reference = Stage2(settings.model_copy(update={"state_dir": settings.state_dir / "ref"}), Sink(), WorkerMetrics())
+    await reference.process(from_topic)
+    await reference.close()
+
+    sink = Sink()
+    s2 = Stage2(settings, sink, WorkerMetrics())
+    s2.owner = True
+    await s2.process_local(deltas[:1])
+    if failure == "send":
+        sink.fail = True
+    else:
+        real_commit = PartitionDB._commit
+
+        def failing_commit(self, *args):
+            monkeypatch.setattr(PartitionDB, "_commit", real_commit)
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(PartitionDB, "_commit", failing_commit)
+    with pytest.raises((ConnectionError, sqlite3.OperationalError)):
+        await s2.process_local(deltas[1:])
+    sink.fail = False
+    await s2.process(from_topic)
+    assert s2.state.to_json() == reference.state.to_json()
+    assert s2.sft_count == reference.sft_count == 3
+    assert len({r.key for r in sink.on(settings.sft_topic)}) == 3
+    await s2.close()
 
 
 async def test_stage1_splits_large_deltas_under_the_message_limit(tmp_path):
