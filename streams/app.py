@@ -91,7 +91,7 @@ class Pipeline:
             broker_max_poll_records=settings.batch_max,
             stream_buffer_maxsize=max(4096, settings.batch_max * 2),
             consumer_max_fetch_size=4 * 1024 * 1024,
-            producer_max_request_size=max(1_048_576, settings.max_message_bytes * 2),
+            producer_max_request_size=settings.producer_max_request_bytes,
             web_enabled=settings.web_port > 0,
             web_port=settings.web_port or 6066,
             web_bind=settings.web_host,

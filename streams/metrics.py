@@ -58,6 +58,11 @@ class WorkerMetrics:
             "tracelearn_class_samples", "Traces counted per query class", ["query_class"], registry=r
         )
         self.sft_pairs = Gauge("tracelearn_sft_pairs", "Unique qualifying SFT pairs", registry=r)
+        self.sft_too_large = Counter(
+            "tracelearn_sft_pairs_too_large",
+            "Qualifying pairs left out because their text is larger than a message the worker may produce",
+            registry=r,
+        )
         self.sft_pending = Gauge(
             "tracelearn_sft_pairs_pending", "Qualifying pairs since the last learning cycle", ["scope"], registry=r
         )

@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     def agent_configs_topic(self) -> str:
         return self.topic("agent-configs")
 
+    @property
+    def producer_max_request_bytes(self) -> int:
+        """The largest request the worker's producer sends: twice ``max_message_bytes`` (at least Kafka's
+        default of 1 MiB), so that a delta message carrying one large SFT pair still goes out."""
+        return max(1_048_576, self.max_message_bytes * 2)
+
     def servers(self) -> list[str]:
         if not self.bootstrap_servers:
             raise ValueError("no bootstrap servers configured")

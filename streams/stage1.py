@@ -90,6 +90,9 @@ Event = _Arrival | FeedbackEvent | FastFeedback
 # library took 5% of the worker's event loop (docs/decisions.md #15)
 _encode = msgspec.json.Encoder().encode
 
+# room for a delta record's key, headers and batch framing within the producer's request limit
+_RECORD_FRAMING = 4096
+
 # meta key: the outbox number of the last delta record, so that the chain of tl-prev links survives a restart
 LAST_DELTA_KEY = "last_delta_seq"
 
@@ -373,17 +376,24 @@ class Stage1:
         """The batch's delta as ``{"src", "state", "sft"}`` messages, none over ``max_message_bytes``.
 
         The first message carries the state; the SFT ops are spread over as many as their encoded size
-        needs. (An op larger than the limit on its own still goes out, alone in its message: it holds one
-        trace's query and result, about as large as that trace was on the traces topic.)
+        needs. An op larger than the limit on its own still goes out, alone in its message: it holds one
+        trace's query and result, about as large as that trace was on the traces topic. One larger than
+        the producer accepts at all is left out (counted and logged): its send would fail on every retry
+        and stop stage 1, and its pair could not be published anyway.
         """
         source = f"{partition}:{self._dbs[partition].source_id}"
         head = b'{"src":' + _encode(source) + b',"state":'
         budget = self.settings.max_message_bytes - len(head) - len(',"sft":[]}')
+        unsendable = self.settings.producer_max_request_bytes - len(head) - _RECORD_FRAMING
         state = _encode(delta.to_json())
         chunks: list[tuple[bytes, list[bytes]]] = [(state, [])]
         size = len(state)
         for op in ops:
             encoded = _encode(op)
+            if len(encoded) > unsendable:
+                self.metrics.sft_too_large.inc()
+                log.warning("trace %s: its SFT pair is %d bytes, too large to send; not mined", op[2], len(encoded))
+                continue
             if size + len(encoded) + 1 > budget and (chunks[-1][1] or chunks[-1][0] != b"null"):
                 chunks.append((b"null", []))
                 size = 4

@@ -156,22 +156,31 @@ async def test_stage1_links_each_delta_to_the_previous_one_across_restarts(setti
     assert [r.seq for batch in handed for r in batch] == seqs[:2]
 
 
-async def test_stage2_applies_local_deltas_once_and_waits_for_the_topic_after_a_gap(settings):
-    s1_sink = Sink()
-    s1 = Stage1(settings, s1_sink, WorkerMetrics())
-    for i in range(5):
+async def one_delta_per_trace(settings: Settings, n: int) -> tuple[list[OutRecord], list[InRecord]]:
+    """Stage 1's delta records for n traces processed one by one, and the same records as read from the
+    deltas topic."""
+    sink = Sink()
+    s1 = Stage1(settings, sink, WorkerMetrics())
+    for i in range(n):
         await s1.process([trace_record(settings, i, f"t{i}", result=f"r{i}")])
     await s1.close()
-    deltas = s1_sink.on(settings.deltas_topic)
-    from_topic = [InRecord(settings.deltas_topic, 0, i, r.key, r.value, r.headers) for i, r in enumerate(deltas)]
-    assert len(deltas) == 5
+    deltas = sink.on(settings.deltas_topic)
+    return deltas, [InRecord(settings.deltas_topic, 0, i, r.key, r.value, r.headers) for i, r in enumerate(deltas)]
 
-    reference_sink = Sink()
-    reference = Stage2(
-        settings.model_copy(update={"state_dir": settings.state_dir / "ref"}), reference_sink, WorkerMetrics()
-    )
+
+async def topic_only_stage2(settings: Settings, from_topic: list[InRecord], sink: Sink) -> Stage2:
+    """A reference stage 2 (own state directory) that saw only the topic's records; closed."""
+    reference = Stage2(settings.model_copy(update={"state_dir": settings.state_dir / "ref"}), sink, WorkerMetrics())
     await reference.process(from_topic)
     await reference.close()
+    return reference
+
+
+async def test_stage2_applies_local_deltas_once_and_waits_for_the_topic_after_a_gap(settings):
+    deltas, from_topic = await one_delta_per_trace(settings, 5)
+    assert len(deltas) == 5
+    reference_sink = Sink()
+    reference = await topic_only_stage2(settings, from_topic, reference_sink)
 
     sink = Sink()
     metrics = WorkerMetrics()
@@ -206,16 +215,8 @@ async def test_stage2_applies_local_deltas_once_and_waits_for_the_topic_after_a_
 async def test_stage2_after_a_failed_local_batch_the_topic_copies_still_count(settings, monkeypatch, failure):
     """A local batch whose commit or send failed must not leave a watermark in memory that would drop the
     topic's copies of deltas that were never stored."""
-    s1_sink = Sink()
-    s1 = Stage1(settings, s1_sink, WorkerMetrics())
-    for i in range(3):
-        await s1.process([trace_record(settings, i, f"t{i}", result=f"r{i}")])
-    await s1.close()
-    deltas = s1_sink.on(settings.deltas_topic)
-    from_topic = [InRecord(settings.deltas_topic, 0, i, r.key, r.value, r.headers) for i, r in enumerate(deltas)]
-    reference = Stage2(settings.model_copy(update={"state_dir": settings.state_dir / "ref"}), Sink(), WorkerMetrics())
-    await reference.process(from_topic)
-    await reference.close()
+    deltas, from_topic = await one_delta_per_trace(settings, 3)
+    reference = await topic_only_stage2(settings, from_topic, Sink())
 
     sink = Sink()
     s2 = Stage2(settings, sink, WorkerMetrics())
@@ -263,6 +264,23 @@ async def test_stage1_splits_large_deltas_under_the_message_limit(tmp_path):
     pairs = {json.loads(r.value)["input"] for r in s2_sink.on(settings.sft_topic)}
     assert f"7 {texts[1]}" in pairs and len(pairs) == 31
     await s2.close()
+    await s1.close()
+
+
+async def test_stage1_leaves_out_a_pair_too_large_to_send_and_keeps_going(tmp_path):
+    """A qualifying trace whose pair alone exceeds the producer's request limit must not stop stage 1."""
+    settings = Settings(bootstrap_servers="x:1", state_dir=tmp_path, min_samples=1, max_message_bytes=10_000)
+    sink = Sink()
+    metrics = WorkerMetrics()
+    s1 = Stage1(settings, sink, metrics)
+    giant = "q" * (settings.producer_max_request_bytes + 1)
+    await s1.process([trace_record(settings, 0, "giant", query=giant), trace_record(settings, 1, "small")])
+    deltas = sink.on(settings.deltas_topic)
+    assert all(len(r.value) < settings.producer_max_request_bytes for r in deltas)
+    messages = [json.loads(r.value) for r in deltas]
+    assert [op[2] for m in messages for op in m["sft"]] == ["small"]
+    assert sum(c["n"] for c in messages[0]["state"]["classes"].values()) == 2  # the trace itself still counts
+    assert metrics.sft_too_large._value.get() == 1
     await s1.close()
 
 
