@@ -160,9 +160,10 @@ async def latency(settings: Settings, rate: float, seconds: float) -> list[float
 
 
 async def raw_latency(bootstrap: str, settings: Settings, topic: str, rate: float, seconds: float) -> list[float]:
-    """The broker's own floor: one produce -> consume hop of the same traces at the same rate, with the
-    worker's fetch wait and no processing (the pipeline makes two such hops: into stage 1 and out to the
-    routing view)."""
+    """The broker alone: one produce -> consume hop of the same traces at the same rate, with the worker's
+    fetch wait and no processing (the pipeline makes two such hops: into stage 1 and out to the routing
+    view). Not a floor for the pipeline: this consumer fetches again as soon as it is answered, and on the
+    embedded broker each fetch costs more as batches pile up (docs/benchmarks.md)."""
     await create_topic(bootstrap, topic, settings.trace_partitions)
     consumer = AIOKafkaConsumer(
         topic,
