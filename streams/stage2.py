@@ -180,9 +180,13 @@ class Stage2:
         try:
             return await self._merge_commit_send(db, records, offsets)
         except BaseException:
-            self._db = None
-            await db.close()
+            await self._restart_from_commit(db)
             raise
+
+    async def _restart_from_commit(self, db: PartitionDB) -> None:
+        """Drop what is in memory: the next batch loads the last committed state (called under the lock)."""
+        self._db = None
+        await db.close()
 
     async def _merge_commit_send(
         self, db: PartitionDB, records: list[tuple[str, int, bytes | None]], offsets: dict[tuple[str, int], int] | None
@@ -220,7 +224,8 @@ class Stage2:
 
     async def tick(self) -> None:
         """Publish classes whose update was held back by the rate limit."""
-        if not self.dirty or self._db is None:
+        # a batch in progress publishes what is due itself
+        if not self.dirty or self._db is None or self.lock.locked():
             return
         async with self.lock:
             db = self._db
@@ -228,7 +233,11 @@ class Stage2:
                 return
             out = self._publishable(time.time())
             if out:
-                await self._commit_and_send(db, out)
+                try:
+                    await self._commit_and_send(db, out)
+                except BaseException:
+                    await self._restart_from_commit(db)
+                    raise
 
     async def _commit_and_send(
         self,

@@ -242,6 +242,24 @@ async def test_stage2_after_a_failed_local_batch_the_topic_copies_still_count(se
     await s2.close()
 
 
+async def test_stage2_publishes_a_held_back_update_again_after_a_failed_tick(settings):
+    """A tick whose send failed must not leave the update counted as published."""
+    _, from_topic = await one_delta_per_trace(settings, 3)
+    sink = Sink()
+    s2 = Stage2(settings.model_copy(update={"routing_publish_interval": 60.0}), sink, WorkerMetrics())
+    await s2.process(from_topic[:1])  # published at once; the next update of the class is held back 60 s
+    await s2.process(from_topic[1:])
+    assert [json.loads(r.value)["sample_count"] for r in sink.on(settings.routing_topic)] == [1]
+    s2.last_publish.clear()  # the interval is over
+    sink.fail = True
+    with pytest.raises(ConnectionError):
+        await s2.tick()
+    sink.fail = False
+    await s2.process([])  # loads the committed state again: its class is still unpublished
+    assert [json.loads(r.value)["sample_count"] for r in sink.on(settings.routing_topic)][-1] == 3
+    await s2.close()
+
+
 async def test_stage1_splits_large_deltas_under_the_message_limit(tmp_path):
     """Pairs whose text encodes to more bytes than characters (CJK, escapes) still stay under the limit."""
     settings = Settings(bootstrap_servers="x:1", state_dir=tmp_path, min_samples=1, max_message_bytes=10_000)
