@@ -115,6 +115,18 @@ class _Write:
     last_delta: int  # outbox number of this partition's last delta record, this batch's included
 
 
+class _Read(NamedTuple):
+    """One partition's share of a batch, parsed, with its ledger lookup under way."""
+
+    partition: int
+    db: PartitionDB
+    parsed: list[Event]
+    out: list[OutRecord]  # dead letters so far
+    offsets: dict[tuple[str, int], int]  # the partition's offsets after this batch
+    entries: dict[str, LedgerEntry | None]  # those of the batch in flight, from memory
+    found: asyncio.Future[dict[str, LedgerEntry]]  # the rest, from the ledger
+
+
 # hands a committed batch's delta records to a stage 2 in this process (docs/decisions.md #16)
 LocalHandoff = Callable[[list[OutRecord]], None]
 
@@ -185,11 +197,19 @@ class Stage1:
         by_partition: dict[int, list[Consumed]] = defaultdict(list)
         for record in records:
             by_partition[record.partition].append(record)
-        writes = []
-        for partition, batch in sorted(by_partition.items()):
-            write = await self._prepare(partition, batch)
-            if write is not None:
-                writes.append(write)
+        reads: list[_Read] = []
+        try:
+            # every partition's records are parsed, and its ledger lookup started, before any lookup is
+            # awaited: a big lookup runs in a thread while the next partition is parsed
+            for partition, batch in sorted(by_partition.items()):
+                read = await self._read_partition(partition, batch)
+                if read is not None:
+                    reads.append(read)
+            writes = [self._fold(read, await read.found) for read in reads]
+        except BaseException:
+            # nothing else awaits the lookups still running
+            await asyncio.gather(*(read.found for read in reads), return_exceptions=True)
+            raise
         await self._committed()
         for write in writes:
             self._unsettled[write.partition] = write.entries
@@ -239,29 +259,47 @@ class Stage1:
         self.metrics.batch_size.labels("stage1").observe(size)
         await self._maybe_expire()
 
-    async def _prepare(self, partition: int, batch: list[Consumed]) -> _Write | None:
-        """Apply one partition's records in memory; None when all of them were seen before."""
+    async def _read_partition(self, partition: int, batch: list[Consumed]) -> _Read | None:
+        """Parse one partition's records and start looking up their ledger entries; None when all of
+        them were seen before."""
         db = await self._db(partition)
         parsed, out, new_offsets = self._read(partition, batch)
         if new_offsets is None:
             return None
-        entries = await self._entries(partition, db, parsed)
-        changed, delta, ops, n_traces = self._apply(parsed, entries)
+        # The batch in flight's entries come from memory (its thread has not committed them yet); the
+        # rest from the ledger. A lookup that starts after that commit sees its rows: either way right.
+        unsettled = self._unsettled.get(partition, {})
+        entries: dict[str, LedgerEntry | None] = {}
+        missing = []
+        for event in parsed:
+            tid = event.trace_id
+            if tid in unsettled:
+                entries[tid] = unsettled[tid]
+            else:
+                missing.append(tid)
+        return _Read(partition, db, parsed, out, new_offsets, entries, db.lookup_ledger(missing))
+
+    def _fold(self, read: _Read, found: dict[str, LedgerEntry]) -> _Write:
+        """Apply one partition's parsed records to their entries, in memory."""
+        partition, out = read.partition, read.out
+        entries = read.entries
+        entries.update(found)
+        changed, delta, ops, n_traces = self._apply(read.parsed, entries)
         if not delta.empty or ops:
             out.extend(self._delta_records(partition, delta, ops))
-        self._offsets[partition] = new_offsets
-        staged, last_delta = self._chain(db.stage(out), self._last_delta[partition])
+        self._offsets[partition] = read.offsets
+        staged, last_delta = self._chain(read.db.stage(out), self._last_delta[partition])
         self._last_delta[partition] = last_delta
         now = time.time()
         return _Write(
             partition,
-            db,
+            read.db,
             [ledger_rows.to_row(tid, entry, now) for tid, entry in changed.items()],
             changed,
-            new_offsets,
+            read.offsets,
             staged,
             n_traces,
-            len(parsed) - n_traces,
+            len(read.parsed) - n_traces,
             last_delta,
         )
 
@@ -327,20 +365,6 @@ class Stage1:
         for topic, next_offset in nexts.items():
             new_offsets[(topic, partition)] = next_offset
         return parsed, out, new_offsets
-
-    async def _entries(self, partition: int, db: PartitionDB, parsed: list[Event]) -> dict[str, LedgerEntry | None]:
-        """The current ledger entries of these events' trace ids: the batch in flight's from memory."""
-        unsettled = self._unsettled.get(partition, {})
-        entries: dict[str, LedgerEntry | None] = {}
-        missing = []
-        for event in parsed:
-            tid = event.trace_id
-            if tid in unsettled:
-                entries[tid] = unsettled[tid]
-            else:
-                missing.append(tid)
-        entries.update(await db.ledger_entries(missing))
-        return entries
 
     def _apply(
         self, parsed: list[Event], entries: dict[str, LedgerEntry | None]
@@ -411,5 +435,6 @@ class Stage1:
             return
         self._last_expiry = now
         cutoff = now - self.settings.feedback_window_seconds
-        for db in self._dbs.values():
+        # a copy: this runs in the send task, while the next batch may open another partition's store
+        for db in list(self._dbs.values()):
             self.metrics.expired.inc(await db.expire_ledger(cutoff))

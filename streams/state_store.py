@@ -7,10 +7,12 @@ de-duplicate by source and sequence). Consumed offsets are acknowledged to Kafka
 and records below the stored offsets are skipped on re-delivery, so a restart neither loses nor
 double-counts anything. WAL with synchronous=NORMAL survives a killed process (not a power cut).
 
-Reads run on the event loop's connection (WAL: they see the last commit and never wait for a writer).
-Writes of more than ``BIG_BATCH`` rows run in a worker thread, where SQLite works without holding the
-GIL: under load stage 2's writes used to stall the loop, stage 1's batches included; small ones stay on
-the loop, where a thread hop would add more latency than the statements take (docs/decisions.md #13).
+Reads run on the event loop's connection (WAL: they see the last commit and never wait for a writer),
+except ledger lookups of more than ``BIG_LOOKUP`` ids, which run in a thread on a read-only connection of
+their own while the loop goes on (docs/decisions.md #17). Writes of more than ``BIG_BATCH`` rows run in a
+worker thread, where SQLite works without holding the GIL: under load stage 2's writes used to stall the
+loop, stage 1's batches included; small ones stay on the loop, where a thread hop would add more latency
+than the statements take (docs/decisions.md #13).
 Statements use multi-row forms (:mod:`streams.sql_rows`), never one statement per row.
 """
 
@@ -22,6 +24,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -38,6 +41,12 @@ SEQ_HEADER = "tl-seq"
 PREV_HEADER = "tl-prev"
 # Above this many rows a write runs in a worker thread.
 BIG_BATCH = 256
+# Above this many ids a ledger lookup runs in a thread: with a large ledger, SQLite's index search
+# (reading pages the cache does not hold) took 4 us an id on the event loop's thread
+BIG_LOOKUP = 256
+# Lookups have threads of their own: in the default executor they would queue behind the commits
+# they are meant to overlap. One per partition that a batch prepares at once is enough.
+_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tracelearn-lookup")
 
 # An ordinary rowid table with a unique index, not WITHOUT ROWID keyed by the pair id: pair ids are hashes,
 # and inserting wide rows (the pair's text) at random keys rewrote a full leaf page per pair (200,000
@@ -92,6 +101,15 @@ class SftOpsResult(NamedTuple):
 _BUSY_MS = 30_000
 
 
+def _ledger_rows(db: sqlite3.Connection, trace_ids: list[str]) -> dict[str, LedgerEntry]:
+    if not trace_ids:
+        return {}
+    # one JSON array joined against the index: a third cheaper than bound-parameter IN lists, which also
+    # needed chunks of 900 (SQLite's parameter limit)
+    rows = db.execute(ledger_rows.SELECT_JSON_EACH, (json.dumps(trace_ids),)).fetchall()
+    return {row[0]: ledger_rows.from_row(row) for row in rows}
+
+
 class PartitionDB:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -99,6 +117,9 @@ class PartitionDB:
         # Big batches are written by a worker thread on a connection of their own, so that the event loop
         # keeps reading (WAL: readers see the last commit) while a batch is being written.
         self._writer: sqlite3.Connection | None = None
+        # big ledger lookups (lookup_ledger) run in a thread on this one, under _read_lock
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
         self.source_id = ""
         self.next_seq = 1
         # Held by every statement batch that may run in a worker thread, and by close(): a task cancelled
@@ -152,11 +173,11 @@ class PartitionDB:
         return self._writer
 
     async def close(self) -> None:
-        with self._lock:  # waits (at most one batch) for a thread still writing
-            for db in (self._writer, self._db):
+        with self._lock, self._read_lock:  # waits (at most one batch) for a thread still writing or reading
+            for db in (self._writer, self._reader, self._db):
                 if db is not None:
                     db.close()
-            self._db = self._writer = None
+            self._db = self._writer = self._reader = None
 
     # -- reads ------------------------------------------------------------------------------------
     async def get_meta(self, key: str) -> Any:
@@ -169,13 +190,30 @@ class PartitionDB:
 
     async def ledger_entries(self, trace_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         """The committed ledger entries of these trace ids (those that have one)."""
-        ids = list(trace_ids)
-        if not ids:
-            return {}
-        # one JSON array joined against the index: a third cheaper than bound-parameter IN lists, which
-        # also needed chunks of 900 (SQLite's parameter limit)
-        rows = self.db.execute(ledger_rows.SELECT_JSON_EACH, (json.dumps(ids),)).fetchall()
-        return {row[0]: ledger_rows.from_row(row) for row in rows}
+        return await self.lookup_ledger(list(trace_ids))
+
+    def lookup_ledger(self, trace_ids: list[str]) -> asyncio.Future[dict[str, LedgerEntry]]:
+        """:meth:`ledger_entries` as a future. More than ``BIG_LOOKUP`` ids are looked up in a thread that
+        starts at once, so that the caller can go on (stage 1 parses the next partition's records) while
+        SQLite searches the index without holding the GIL. The lookup sees the last commit."""
+        loop = asyncio.get_running_loop()
+        if len(trace_ids) > BIG_LOOKUP:
+            return loop.run_in_executor(_LOOKUPS, self._read_ledger, trace_ids)
+        found = loop.create_future()
+        try:
+            found.set_result(_ledger_rows(self.db, trace_ids))
+        except Exception as exc:
+            found.set_exception(exc)
+        return found
+
+    def _read_ledger(self, trace_ids: list[str]) -> dict[str, LedgerEntry]:
+        with self._read_lock:
+            if self._db is None:  # closed while this lookup waited for a thread
+                raise StateStoreError(f"state store {self.path} is not open")
+            if self._reader is None:
+                self._reader = self._connect()
+                self._reader.execute("PRAGMA query_only=ON")
+            return _ledger_rows(self._reader, trace_ids)
 
     async def apply_sft_ops(self, ops: list[list[Any]]) -> SftOpsResult:
         """Apply SFT membership ops (in a thread when there are many) inside a transaction that the next

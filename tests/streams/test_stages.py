@@ -6,6 +6,7 @@ import asyncio
 import json
 import sqlite3
 import threading
+import zlib
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from learning.models import FeedbackEvent
 from learning.state import ContributionLedger, LearningState
+from streams import state_store
 from streams.metrics import WorkerMetrics
 from streams.records import InRecord, OutRecord
 from streams.settings import Settings
@@ -399,8 +401,9 @@ async def test_stage1_expires_ledger_entries_after_the_feedback_window(settings)
     data=st.data(),
 )
 def test_stage1_deltas_equal_the_one_by_one_ledger(tmp_path_factory, traces, feedbacks, data):
-    """Stage 1's fast path (summed deltas, skipped SFT work, one batch in flight) against the learning
-    core's ledger applied event by event: the merged deltas and the net SFT membership are the same."""
+    """Stage 1's fast path (summed deltas, skipped SFT work, one batch in flight, two partitions whose
+    lookups overlap, in threads or on the loop) against the learning core's ledger applied event by event:
+    the merged deltas and the net SFT membership are the same."""
     settings = Settings(bootstrap_servers="x:1", state_dir=tmp_path_factory.mktemp("s1"))
     events = data.draw(st.permutations([("t", t) for t in traces] + [("f", fb) for fb in feedbacks]))
     ledger = ContributionLedger(min_quality=settings.min_quality)
@@ -416,7 +419,10 @@ def test_stage1_deltas_equal_the_one_by_one_ledger(tmp_path_factory, traces, fee
     records = []
     for offset, (kind, event) in enumerate(events):
         topic = settings.traces_topic if kind == "t" else settings.feedback_topic
-        records.append(InRecord(topic, 0, offset, event.trace_id.encode(), event.model_dump_json().encode()))
+        key = event.trace_id.encode()
+        # keyed by trace id, as the producers do: a trace and its feedback share a partition
+        records.append(InRecord(topic, zlib.crc32(key) % 2, offset, key, event.model_dump_json().encode()))
+    lookup_threshold = data.draw(st.sampled_from([-1, state_store.BIG_LOOKUP]))  # -1: every lookup in a thread
     cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(records) - 1)), max_size=4)))
     batches = [records[i:j] for i, j in zip([0, *cuts], [*cuts, len(records)], strict=True)]
 
@@ -436,6 +442,11 @@ def test_stage1_deltas_equal_the_one_by_one_ledger(tmp_path_factory, traces, fee
                 (seen.add if op[0] == "+" else seen.discard)((op[1], op[2]))
         return merged, seen
 
-    merged, seen = asyncio.run(run())
+    default = state_store.BIG_LOOKUP
+    state_store.BIG_LOOKUP = lookup_threshold
+    try:
+        merged, seen = asyncio.run(run())
+    finally:
+        state_store.BIG_LOOKUP = default
     assert merged.to_json() == expected.to_json()
     assert seen == members

@@ -12,10 +12,10 @@ import pytest
 
 from learning.state.contribution import contribution_of
 from learning.state.ledger import LedgerEntry
-from streams import ledger_rows
+from streams import ledger_rows, state_store
 from streams.ledger_rows import COLUMNS, from_row, to_row
 from streams.sql_rows import transaction
-from streams.state_store import PartitionDB
+from streams.state_store import BIG_LOOKUP, PartitionDB
 from tests.factories import make_trace
 
 
@@ -50,6 +50,50 @@ def test_close_waits_for_a_thread_commit_of_a_cancelled_task(tmp_path, monkeypat
     with sqlite3.connect(tmp_path / "p0.db") as check:
         assert check.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 300
         assert check.execute("SELECT next_offset FROM offsets").fetchone()[0] == 10
+
+
+def test_a_big_ledger_lookup_runs_in_a_thread_and_close_waits_for_it(tmp_path, monkeypatch):
+    """More than BIG_LOOKUP ids are looked up off the event loop's thread, with the same result as on it,
+    and seeing the last commit; close() waits for a lookup still running (as for a commit)."""
+    threads: list[int] = []
+    original = state_store._ledger_rows
+    entered = threading.Event()
+
+    def traced(db: sqlite3.Connection, ids: list[str]) -> dict[str, LedgerEntry]:
+        threads.append(threading.get_ident())
+        if len(threads) == 6:  # the last lookup below
+            entered.set()
+            time.sleep(0.3)  # still reading when close() is called
+        return original(db, ids)
+
+    monkeypatch.setattr(state_store, "_ledger_rows", traced)
+
+    async def main() -> list[str]:
+        db = await PartitionDB(tmp_path / "p0.db").open()
+        entry = LedgerEntry(contribution_of(make_trace("t")), "q", "r")
+        await db.commit(ledger=[to_row(f"t{i}", entry, 0.0) for i in range(0, 600, 2)])
+        ids = [f"t{i}" for i in range(600)]  # half of them in the ledger
+        small = {}
+        for start in range(0, len(ids), BIG_LOOKUP):
+            small.update(await db.lookup_ledger(ids[start : start + BIG_LOOKUP]))
+        assert await db.lookup_ledger(ids) == small
+        assert len(small) == 300 and small["t2"] == entry._replace(base=entry.base._replace(trace_id="t2"))
+        await db.commit(ledger=[to_row("t1", entry, 0.0)])  # a lookup that starts after a commit sees it
+        assert "t1" in await db.lookup_ledger(ids)
+        events = []
+        slow = db.lookup_ledger(ids)
+        while not entered.is_set():
+            await asyncio.sleep(0.01)
+        await db.close()
+        events.append("closed")
+        events.append(f"read {len(await slow)}")
+        return events
+
+    loop_thread = threading.get_ident()
+    events = asyncio.run(main())
+    assert events == ["closed", "read 301"]  # the lookup finished before close() closed its connection
+    on_loop = [t == loop_thread for t in threads]
+    assert on_loop == [True, True, True, False, False, False], on_loop
 
 
 def test_a_ledger_of_the_json_layout_is_migrated_on_open(tmp_path):
