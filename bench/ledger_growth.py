@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, metric, produce, rss_mib
-from bench.pipeline_bench import start_worker
+from bench.common import machine, produce, rss_mib
+from bench.pipeline_bench import drain, start_worker
 from streams.broker import EmbeddedBroker, free_port
 from streams.settings import Settings
 from streams.worker import prepare_topics
@@ -57,16 +57,11 @@ def main() -> None:
         worker = start_worker(settings, Path(tmp) / "state", log)
         samples: list[tuple[float, float]] = []
         try:
-            deadline = time.monotonic() + 3600
-            while not samples or samples[-1][1] < args.traces:
-                if worker.poll() is not None or time.monotonic() > deadline:
-                    tail = log.read_text(errors="replace")[-4000:]
-                    raise RuntimeError(f"the worker stopped or stalled; its log ends:\n{tail}")
-                done = metric(url, "tracelearn_traces_consumed_total")
-                if done > 0:
-                    samples.append((time.perf_counter(), done))
-                time.sleep(0.1)
+            drain(url, args.traces, worker, timeout=3600, samples=samples)
             rss = rss_mib(worker.pid)
+        except Exception:
+            print(f"--- worker log (last lines) ---\n{log.read_text(errors='replace')[-4000:]}", flush=True)
+            raise
         finally:
             worker.terminate()
             worker.wait(30)

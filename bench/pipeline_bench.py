@@ -97,8 +97,15 @@ def start_worker(settings: Settings, state_dir: Path, log: Path) -> subprocess.P
     )
 
 
-def drain(url: str, n: int, worker: subprocess.Popen[bytes], timeout: float = 1800) -> tuple[float, float]:
-    """Wait until the worker consumed ``n`` traces; returns (traces/s from first to last, seconds)."""
+def drain(
+    url: str,
+    n: int,
+    worker: subprocess.Popen[bytes],
+    timeout: float = 1800,
+    samples: list[tuple[float, float]] | None = None,
+) -> tuple[float, float]:
+    """Wait until the worker consumed ``n`` traces; returns (traces/s from first to last, seconds).
+    ``samples`` collects (time, traces consumed) every 0.1 s once the worker has consumed any."""
     deadline = time.monotonic() + timeout
     first_t, first_n = 0.0, 0.0
     while time.monotonic() < deadline:
@@ -106,6 +113,8 @@ def drain(url: str, n: int, worker: subprocess.Popen[bytes], timeout: float = 18
             raise RuntimeError(f"the worker exited with code {worker.returncode}; see its log")
         done = metric(url, "tracelearn_traces_consumed_total")
         now = time.perf_counter()
+        if done > 0 and samples is not None:
+            samples.append((now, done))
         if done > 0 and not first_t:
             first_t, first_n = now, done
         if done >= n:
