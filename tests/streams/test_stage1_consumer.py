@@ -1,0 +1,140 @@
+"""Stage 1's consumer loop against a scripted consumer: when offsets go to Kafka, relative to the SQLite
+commits that make their batches durable."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+from aiokafka import TopicPartition
+
+from streams.metrics import WorkerMetrics
+from streams.records import InRecord, OutRecord
+from streams.settings import Settings
+from streams.stage1 import Stage1
+from streams.stage1_consumer import Stage1Consumer
+from tests.factories import make_trace
+
+
+class ScriptedConsumer:
+    """Hands out prepared fetches; each offset commit waits until the test releases it."""
+
+    def __init__(self, fetches: list[dict[TopicPartition, list[InRecord]]], stage1: Stage1) -> None:
+        self.fetches = fetches
+        self.stage1 = stage1
+        self.fetched = 0
+        self.release = asyncio.Event()
+        self.committing = 0
+        self.most_at_once = 0
+        # (offsets committed, the next offsets stored in the partition's SQLite file at that moment)
+        self.commits: list[tuple[dict[TopicPartition, int], int]] = []
+
+    def subscribe(self, topics: list[str], listener: object) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[InRecord]]:
+        if self.fetched < len(self.fetches):
+            self.fetched += 1
+            return self.fetches[self.fetched - 1]
+        await asyncio.sleep(timeout_ms / 1000)
+        return {}
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        self.committing += 1
+        self.most_at_once = max(self.most_at_once, self.committing)
+        try:
+            await self.release.wait()
+            with sqlite3.connect(self.stage1.db_path(0)) as db:
+                (stored,) = db.execute("SELECT next_offset FROM offsets").fetchone()
+            self.commits.append((dict(offsets), stored))
+        finally:
+            self.committing -= 1
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return None
+
+
+async def test_offsets_commit_behind_the_loop_and_never_ahead_of_sqlite(tmp_path, monkeypatch):
+    """The loop prepares the next batches while an offset commit waits for the broker; commits go one at a
+    time, in order, and never name an offset that the partition's SQLite file does not hold yet."""
+    settings = Settings(bootstrap_servers="x:1", state_dir=tmp_path)
+    tp = TopicPartition(settings.traces_topic, 0)
+
+    def record(offset: int) -> InRecord:
+        value = make_trace(f"t{offset}").model_dump_json().encode()
+        return InRecord(settings.traces_topic, 0, offset, f"t{offset}".encode(), value)
+
+    fetches = [{tp: [record(b * 10 + i) for i in range(10)]} for b in range(4)]
+
+    async def send(records: list[OutRecord]) -> None:
+        pass
+
+    metrics = WorkerMetrics()
+    stage1 = Stage1(settings, send, metrics)
+    loop = Stage1Consumer(settings, stage1, metrics)
+    scripted = ScriptedConsumer(fetches, stage1)
+    monkeypatch.setattr(loop, "_consumer", lambda: scripted)
+    task = asyncio.create_task(loop.run())
+    try:
+        # batch 1's offsets go out after batch 2's submit; the loop then fetches and submits batch 3
+        # while that commit still waits
+        for _ in range(200):
+            if scripted.fetched == 3 and scripted.committing:
+                break
+            await asyncio.sleep(0.01)
+        assert scripted.fetched == 3 and scripted.committing == 1
+        assert stage1._offsets[0][(settings.traces_topic, 0)] == 30  # batch 3 is prepared
+        scripted.release.set()
+        for _ in range(200):
+            if scripted.commits and scripted.commits[-1][0] == {tp: 40}:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await loop.stop()
+        await task
+    committed = [offsets[tp] for offsets, _ in scripted.commits]
+    assert committed == [10, 20, 30, 40]
+    assert all(offsets[tp] <= stored for offsets, stored in scripted.commits)
+    assert scripted.most_at_once == 1
+
+
+@pytest.mark.parametrize("fail_at", [1, 2])
+async def test_a_failed_offset_commit_stops_the_loop(tmp_path, monkeypatch, fail_at):
+    """A commit that fails in the background fails the loop at its next commit, as an awaited one did."""
+    settings = Settings(bootstrap_servers="x:1", state_dir=tmp_path)
+    tp = TopicPartition(settings.traces_topic, 0)
+    fetches = [
+        {tp: [InRecord(settings.traces_topic, 0, b, b"k", make_trace(f"t{b}").model_dump_json().encode())]}
+        for b in range(5)
+    ]
+
+    async def send(records: list[OutRecord]) -> None:
+        pass
+
+    metrics = WorkerMetrics()
+    stage1 = Stage1(settings, send, metrics)
+    loop = Stage1Consumer(settings, stage1, metrics)
+    scripted = ScriptedConsumer(fetches, stage1)
+    scripted.release.set()
+    calls = 0
+    commit = scripted.commit
+
+    async def failing(offsets: dict[TopicPartition, int]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == fail_at:
+            raise ConnectionError("coordinator gone")
+        await commit(offsets)
+
+    monkeypatch.setattr(scripted, "commit", failing)
+    monkeypatch.setattr(loop, "_consumer", lambda: scripted)
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(loop.run(), 10)
+    assert [offsets[tp] for offsets, _ in scripted.commits] == list(range(1, fail_at))
