@@ -1,14 +1,20 @@
 """Summing a micro-batch of contributions before they touch the per-class tables.
 
 :meth:`LearningState.add` walks four nested accumulators per contribution; over a batch most
-contributions share a (class, model, agent, tools, turns) shape, so :class:`DeltaAccumulator` sums their
-fixed-point figures per shape in one flat list and builds the tables once, at the end. Every exact figure
-is an integer sum, so the result equals adding the contributions one by one (the tests check it). The
-decayed figures are float sums whose value depends on the order of additions; with a half-life the
-accumulator therefore adds each contribution to the tables directly, in arrival order.
+contributions share a (class, model, agent, tools, turns) shape, so :class:`DeltaAccumulator` groups them
+by shape and builds the tables once, at the end. Per contribution it only files the contribution under its
+shape; the fixed-point figures of a shape are summed at the end by C-level passes over its list
+(``map``/``sum``), which cost a fraction of updating eleven running sums per contribution in Python
+(that was a fifth of stage 1's event-loop time, docs/decisions.md #18). Every exact figure is an integer
+sum of the same per-contribution integers, so the result equals adding the contributions one by one (the
+tests check it). The decayed figures are float sums whose value depends on the order of additions; with
+a half-life the accumulator therefore adds each contribution to the tables directly, in arrival order.
 """
 
 from __future__ import annotations
+
+from itertools import compress, repeat
+from operator import itemgetter, mul
 
 from learning.state.contribution import Contribution, SignedSum
 from learning.state.stats import FIXED_ONE, Moments
@@ -16,8 +22,43 @@ from learning.state.tables import AgentStats, ClassState, LearningState, RouteSt
 
 Shape = tuple[str, str, str, tuple[str, ...], int]
 
+# a contribution's shape, (query_class, model, agent, tools, tool_calls), as one C-level call
+_shape = itemgetter(1, 2, 3, 8, 9)
+_feedback = itemgetter(5)
+_outcome = itemgetter(6)
+_reward = itemgetter(7)
+_qualifies = itemgetter(10)
+
 # positions in a shape's sums
-_N, _OK, _RS, _RQ, _FN, _FS, _FQ, _QN, _QS, _QQ, _FSUM = range(11)
+_N, _OK, _RS, _RQ, _FN, _FS, _FQ, _QN, _QS, _QQ = range(10)
+
+
+# FIXED_ONE is a power of two, so a float times either value is the same float; float.__round__ is what
+# round() calls for a float, without round()'s method lookup per call
+_FIXED_FLOAT = float(FIXED_ONE)
+_round = float.__round__
+
+
+def _fixed_sums(values: list[float]) -> tuple[int, int]:
+    """(sum of to_fixed(v), sum of to_fixed(v * v)), with the very float operations of ``to_fixed``."""
+    fixed = sum(map(_round, map(mul, values, repeat(_FIXED_FLOAT))))
+    squares = sum(map(_round, map(mul, map(mul, values, values), repeat(_FIXED_FLOAT))))
+    return fixed, squares
+
+
+def _sums(items: list[Contribution]) -> list[int]:
+    """The eleven fixed-point figures of a list of contributions of one shape (each added once)."""
+    if not items:
+        return [0] * 10
+    rewards = list(map(_reward, items))
+    feedback = [fb for fb in map(_feedback, items) if fb is not None]
+    # qualifying counts only contributions with feedback, as LearningState.add does
+    quality = [fb for fb in compress(map(_feedback, items), map(_qualifies, items)) if fb is not None]
+    rs, rq = _fixed_sums(rewards)
+    fs, fq = _fixed_sums(feedback)
+    qs, qq = _fixed_sums(quality)
+    ok = list(map(_outcome, items)).count("success")
+    return [len(items), ok, rs, rq, len(feedback), fs, fq, len(quality), qs, qq]
 
 
 class DeltaAccumulator(SignedSum):
@@ -25,41 +66,34 @@ class DeltaAccumulator(SignedSum):
 
     def __init__(self, half_life: float | None = None) -> None:
         self.half_life = half_life
-        self._sums: dict[Shape, list[int]] = {}
+        # per shape: the contributions added and those retracted (a sign of k files one k times)
+        self._added: dict[Shape, list[Contribution]] = {}
+        self._retracted: dict[Shape, list[Contribution]] = {}
         self._direct = LearningState(half_life=half_life) if half_life else None
 
     def add(self, c: Contribution, sign: int = 1) -> None:
         if self._direct is not None:
             self._direct.add(c, sign)
             return
-        shape = (c.query_class, c.model, c.agent, c.tools, c.tool_calls)
-        sums = self._sums.get(shape)
-        if sums is None:
-            sums = self._sums[shape] = [0] * 11
-        reward = c.reward
-        sums[_N] += sign
-        if c.outcome == "success":
-            sums[_OK] += sign
-        sums[_RS] += sign * round(reward * FIXED_ONE)
-        sums[_RQ] += sign * round(reward * reward * FIXED_ONE)
-        fb = c.feedback
-        if fb is not None:
-            fixed = sign * round(fb * FIXED_ONE)
-            square = sign * round(fb * fb * FIXED_ONE)
-            sums[_FN] += sign
-            sums[_FS] += fixed
-            sums[_FQ] += square
-            sums[_FSUM] += fixed
-            if c.qualifies:
-                sums[_QN] += sign
-                sums[_QS] += fixed
-                sums[_QQ] += square
+        groups = self._added if sign > 0 else self._retracted
+        shape = _shape(c)
+        items = groups.get(shape)
+        if items is None:
+            items = groups[shape] = []
+        if sign == 1 or sign == -1:
+            items.append(c)
+        else:
+            items.extend(repeat(c, abs(sign)))
 
     def to_state(self) -> LearningState:
         if self._direct is not None:
             return self._direct
         state = LearningState(half_life=self.half_life)
-        for (query_class, model, agent, tools, turns), v in self._sums.items():
+        shapes = dict.fromkeys([*self._added, *self._retracted])
+        for query_class, model, agent, tools, turns in shapes:
+            added = _sums(self._added.get((query_class, model, agent, tools, turns), []))
+            retracted = _sums(self._retracted.get((query_class, model, agent, tools, turns), []))
+            v = [a - r for a, r in zip(added, retracted, strict=True)]
             if not any(v):
                 continue
             # setdefault's spare objects cost nothing here: this loop runs per shape, not per trace
@@ -76,7 +110,7 @@ class DeltaAccumulator(SignedSum):
             who = cls.agents.setdefault(agent, AgentStats())
             who.count += n
             who.successes += ok
-            who.feedback_sum += v[_FSUM]
+            who.feedback_sum += v[_FS]
             _sum_into(who.quality, v[_QN], v[_QS], v[_QQ])
             for tool in tools:
                 if v[_QN]:
@@ -84,7 +118,7 @@ class DeltaAccumulator(SignedSum):
                 used = cls.tools.setdefault(tool, ToolStats())
                 used.count += n
                 used.successes += ok
-                used.feedback_sum += v[_FSUM]
+                used.feedback_sum += v[_FS]
         _prune(state)
         return state
 
