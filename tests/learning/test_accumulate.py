@@ -38,7 +38,7 @@ contribution_st = st.builds(
 
 @settings(max_examples=200, deadline=None)
 @given(
-    steps=st.lists(st.tuples(contribution_st, st.sampled_from([1, -1])), max_size=40),
+    steps=st.lists(st.tuples(contribution_st, st.sampled_from([1, -1, 2, -3])), max_size=40),
     half_life=st.sampled_from([None, 60.0]),
 )
 def test_accumulator_equals_one_by_one(steps, half_life):
