@@ -12,8 +12,7 @@ except ledger lookups of more than ``BIG_LOOKUP`` ids, which run in a thread on 
 their own while the loop goes on (docs/decisions.md #17). Writes of more than ``BIG_BATCH`` rows run in a
 worker thread, where SQLite works without holding the GIL: under load stage 2's writes used to stall the
 loop, stage 1's batches included; small ones stay on the loop, where a thread hop would add more latency
-than the statements take (docs/decisions.md #13). Those threads (:mod:`streams.sqlite_threads`) run at a
-lower CPU priority than the loop.
+than the statements take (docs/decisions.md #13).
 Statements use multi-row forms (:mod:`streams.sql_rows`), never one statement per row.
 """
 
@@ -25,11 +24,12 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from learning.state.ledger import LedgerEntry
-from streams import ledger_rows, sqlite_threads
+from streams import ledger_rows
 from streams.errors import StateStoreError
 from streams.records import OutRecord, Sender
 from streams.sql_rows import execute_rows, transaction
@@ -44,6 +44,9 @@ BIG_BATCH = 256
 # Above this many ids a ledger lookup runs in a thread: with a large ledger, SQLite's index search
 # (reading pages the cache does not hold) took 4 us an id on the event loop's thread
 BIG_LOOKUP = 256
+# Lookups have threads of their own: in the default executor they would queue behind the commits
+# they are meant to overlap. One per partition that a batch prepares at once is enough.
+_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tracelearn-lookup")
 
 # An ordinary rowid table with a unique index, not WITHOUT ROWID keyed by the pair id: pair ids are hashes,
 # and inserting wide rows (the pair's text) at random keys rewrote a full leaf page per pair (200,000
@@ -195,7 +198,7 @@ class PartitionDB:
         SQLite searches the index without holding the GIL. The lookup sees the last commit."""
         loop = asyncio.get_running_loop()
         if len(trace_ids) > BIG_LOOKUP:
-            return loop.run_in_executor(sqlite_threads.LOOKUPS, self._read_ledger, trace_ids)
+            return loop.run_in_executor(_LOOKUPS, self._read_ledger, trace_ids)
         found = loop.create_future()
         try:
             found.set_result(_ledger_rows(self.db, trace_ids))
@@ -329,12 +332,8 @@ class PartitionDB:
 
     async def _write(self, size: int, fn: Callable[..., T], *args: Any) -> T:
         if size > BIG_BATCH:
-            return await self._in_thread(fn, *args)
+            return await asyncio.to_thread(self._locked, fn, *args)
         return self._locked(fn, *args)
-
-    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` under the store's lock in one of the writer threads (a lower priority than the loop)."""
-        return await asyncio.get_running_loop().run_in_executor(sqlite_threads.WRITES, self._locked, fn, *args)
 
     def _locked(self, fn: Callable[..., T], *args: Any) -> T:
         with self._lock:
@@ -378,7 +377,7 @@ class PartitionDB:
 
     async def acknowledge(self, upto_seq: int) -> None:
         # in a thread: a commit may run SQLite's WAL checkpoint, which copies thousands of pages
-        await self._in_thread(self._acknowledge, upto_seq)
+        await asyncio.to_thread(self._locked, self._acknowledge, upto_seq)
 
     def _acknowledge(self, upto_seq: int) -> None:
         if self._db is None:
@@ -390,7 +389,7 @@ class PartitionDB:
 
     async def expire_ledger(self, touched_before: float) -> int:
         """Delete ledger entries last changed before ``touched_before`` (in a thread: it may be many)."""
-        return await self._in_thread(self._expire, touched_before)
+        return await asyncio.to_thread(self._locked, self._expire, touched_before)
 
     def _expire(self, touched_before: float) -> int:
         if self._db is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -13,10 +12,10 @@ import pytest
 
 from learning.state.contribution import contribution_of
 from learning.state.ledger import LedgerEntry
-from streams import ledger_rows, sqlite_threads, state_store
+from streams import ledger_rows, state_store
 from streams.ledger_rows import COLUMNS, from_row, to_row
 from streams.sql_rows import transaction
-from streams.state_store import BIG_BATCH, BIG_LOOKUP, PartitionDB
+from streams.state_store import BIG_LOOKUP, PartitionDB
 from tests.factories import make_trace
 
 
@@ -51,46 +50,6 @@ def test_close_waits_for_a_thread_commit_of_a_cancelled_task(tmp_path, monkeypat
     with sqlite3.connect(tmp_path / "p0.db") as check:
         assert check.execute("SELECT COUNT(*) FROM ledger").fetchone()[0] == 300
         assert check.execute("SELECT next_offset FROM offsets").fetchone()[0] == 10
-
-
-@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="needs os.setpriority (POSIX) to read a thread's niceness")
-def test_big_writes_and_lookups_run_in_threads_nicer_than_the_loop(tmp_path, monkeypatch):
-    """The loop is the worker's bottleneck: SQLite's threads yield the CPU to it (sqlite_threads.NICE)."""
-    seen: dict[str, tuple[int, int]] = {}
-
-    def where() -> tuple[int, int]:
-        tid = threading.get_native_id()
-        return tid, os.getpriority(os.PRIO_PROCESS, tid)
-
-    commit, read = PartitionDB._commit, PartitionDB._read_ledger
-
-    def spy_commit(self: PartitionDB, *args: object) -> None:
-        seen["small" if "big" in seen else "big"] = where()
-        commit(self, *args)
-
-    def spy_read(self: PartitionDB, trace_ids: list[str]) -> dict[str, LedgerEntry]:
-        seen["lookup"] = where()
-        return read(self, trace_ids)
-
-    monkeypatch.setattr(PartitionDB, "_commit", spy_commit)
-    monkeypatch.setattr(PartitionDB, "_read_ledger", spy_read)
-
-    async def main() -> None:
-        db = await PartitionDB(tmp_path / "p0.db").open()
-        entry = LedgerEntry(contribution_of(make_trace("t")), "q", "r")
-        ledger = [to_row(f"t{i}", entry, 0.0) for i in range(BIG_BATCH + 1)]
-        await db.commit(ledger=ledger)
-        await db.commit(ledger=ledger[:1])
-        assert len(await db.lookup_ledger([f"t{i}" for i in range(BIG_LOOKUP + 1)])) == BIG_LOOKUP + 1
-        await db.close()
-
-    asyncio.run(main())
-    loop_tid, loop_nice = where()  # asyncio.run ran the loop in this thread
-    nicer = min(19, loop_nice + sqlite_threads.NICE)
-    assert seen["small"] == (loop_tid, loop_nice)  # a small write stays on the loop
-    for name in ("big", "lookup"):
-        tid, nice = seen[name]
-        assert tid != loop_tid and nice == nicer, name
 
 
 def test_a_big_ledger_lookup_runs_in_a_thread_and_close_waits_for_it(tmp_path, monkeypatch):
