@@ -83,7 +83,9 @@ def _tools_text(tools: tuple[str, ...]) -> str:
 def to_row(trace_id: str, entry: LedgerEntry, touched: float) -> tuple[Any, ...]:
     """The ledger row of ``entry``, ready to bind: NaN for NULL, integers for booleans."""
     # one unpacking per tuple and one tuple built: this runs per changed trace on the event loop, and
-    # reading the fields one attribute at a time and joining partial tuples cost twice as much
+    # reading the fields one attribute at a time and joining partial tuples cost twice as much. The two
+    # returns repeat their first seven fields on purpose: a shared head tuple unpacked into the second
+    # gave back most of the gain (0.64-0.87 us a row against 0.43-0.45)
     base, query, result, fb_score, fb_outcome, fb_ts = entry
     if base is None:
         return (

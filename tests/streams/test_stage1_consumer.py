@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
@@ -61,9 +62,10 @@ class ScriptedConsumer:
         return None
 
 
-async def test_offsets_commit_behind_the_loop_and_never_ahead_of_sqlite(tmp_path, monkeypatch):
-    """The loop prepares the next batches while an offset commit waits for the broker; commits go one at a
-    time, in order, and never name an offset that the partition's SQLite file does not hold yet."""
+def scripted_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batches: int, size: int
+) -> tuple[Settings, TopicPartition, Stage1, Stage1Consumer, ScriptedConsumer]:
+    """Stage 1's loop over ``batches`` fetches of ``size`` traces each, on partition 0 of the traces topic."""
     settings = Settings(bootstrap_servers="x:1", state_dir=tmp_path)
     tp = TopicPartition(settings.traces_topic, 0)
 
@@ -71,7 +73,7 @@ async def test_offsets_commit_behind_the_loop_and_never_ahead_of_sqlite(tmp_path
         value = make_trace(f"t{offset}").model_dump_json().encode()
         return InRecord(settings.traces_topic, 0, offset, f"t{offset}".encode(), value)
 
-    fetches = [{tp: [record(b * 10 + i) for i in range(10)]} for b in range(4)]
+    fetches = [{tp: [record(b * size + i) for i in range(size)]} for b in range(batches)]
 
     async def send(records: list[OutRecord]) -> None:
         pass
@@ -81,6 +83,13 @@ async def test_offsets_commit_behind_the_loop_and_never_ahead_of_sqlite(tmp_path
     loop = Stage1Consumer(settings, stage1, metrics)
     scripted = ScriptedConsumer(fetches, stage1)
     monkeypatch.setattr(loop, "_consumer", lambda: scripted)
+    return settings, tp, stage1, loop, scripted
+
+
+async def test_offsets_commit_behind_the_loop_and_never_ahead_of_sqlite(tmp_path, monkeypatch):
+    """The loop prepares the next batches while an offset commit waits for the broker; commits go one at a
+    time, in order, and never name an offset that the partition's SQLite file does not hold yet."""
+    settings, tp, stage1, loop, scripted = scripted_loop(tmp_path, monkeypatch, batches=4, size=10)
     task = asyncio.create_task(loop.run())
     try:
         # batch 1's offsets go out after batch 2's submit; the loop then fetches and submits batch 3
@@ -108,20 +117,7 @@ async def test_offsets_commit_behind_the_loop_and_never_ahead_of_sqlite(tmp_path
 @pytest.mark.parametrize("fail_at", [1, 2])
 async def test_a_failed_offset_commit_stops_the_loop(tmp_path, monkeypatch, fail_at):
     """A commit that fails in the background fails the loop at its next commit, as an awaited one did."""
-    settings = Settings(bootstrap_servers="x:1", state_dir=tmp_path)
-    tp = TopicPartition(settings.traces_topic, 0)
-    fetches = [
-        {tp: [InRecord(settings.traces_topic, 0, b, b"k", make_trace(f"t{b}").model_dump_json().encode())]}
-        for b in range(5)
-    ]
-
-    async def send(records: list[OutRecord]) -> None:
-        pass
-
-    metrics = WorkerMetrics()
-    stage1 = Stage1(settings, send, metrics)
-    loop = Stage1Consumer(settings, stage1, metrics)
-    scripted = ScriptedConsumer(fetches, stage1)
+    _, tp, _, loop, scripted = scripted_loop(tmp_path, monkeypatch, batches=5, size=1)
     scripted.release.set()
     calls = 0
     commit = scripted.commit
@@ -134,7 +130,6 @@ async def test_a_failed_offset_commit_stops_the_loop(tmp_path, monkeypatch, fail
         await commit(offsets)
 
     monkeypatch.setattr(scripted, "commit", failing)
-    monkeypatch.setattr(loop, "_consumer", lambda: scripted)
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(loop.run(), 10)
     assert [offsets[tp] for offsets, _ in scripted.commits] == list(range(1, fail_at))
