@@ -15,6 +15,7 @@ import asyncio
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -277,8 +278,7 @@ async def delete_topics(bootstrap: str, prefix: str) -> None:
 
 def throughput_row(drains: list[tuple[float, float]], traces: int) -> str:
     """The median drain's rate, and every drain's."""
-    rates = sorted(rate for rate, _ in drains)
-    median = rates[len(rates) // 2] if len(rates) % 2 else (rates[len(rates) // 2 - 1] + rates[len(rates) // 2]) / 2
+    median = statistics.median(rate for rate, _ in drains)
     if len(drains) == 1:
         return f"{median:,.0f} traces/s ({traces:,} in {drains[0][1]:.1f} s)"
     each = " / ".join(f"{rate:,.0f}" for rate, _ in drains)
@@ -311,7 +311,7 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument(
-        "--throughput-only", action="store_true", help="only the pre-load, raw consume and full-pipeline drain"
+        "--throughput-only", action="store_true", help="only the pre-load, raw consume and full-pipeline drains"
     )
     parser.add_argument(
         "--latency-only",

@@ -47,7 +47,7 @@ def _fixed_sums(values: list[float]) -> tuple[int, int]:
 
 
 def _sums(items: list[Contribution]) -> list[int]:
-    """The eleven fixed-point figures of a list of contributions of one shape (each added once)."""
+    """The ten figures (counts and fixed-point sums) of a list of contributions of one shape, each added once."""
     if not items:
         return [0] * 10
     rewards = list(map(_reward, items))
