@@ -121,11 +121,10 @@ class Stage1Consumer:
         offsets, self._in_flight = self._in_flight, {}
         if not offsets or self._consumer_ is None:
             return
-        commit = asyncio.create_task(self._commit(self._consumer_, offsets))
         if wait:
-            await commit
+            await self._commit(self._consumer_, offsets)
         else:
-            self._committing = commit
+            self._committing = asyncio.create_task(self._commit(self._consumer_, offsets))
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         await consumer.commit(offsets)
