@@ -31,6 +31,7 @@ from bench.common import machine, metric, produce, rss_mib, trace_id, trace_payl
 from streams.broker import EmbeddedBroker, free_port
 from streams.sdk import RoutingTableView
 from streams.settings import Settings
+from streams.topics import for_broker
 from streams.worker import prepare_topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -180,7 +181,7 @@ async def raw_latency(bootstrap: str, settings: Settings, topic: str, rate: floa
         bootstrap_servers=bootstrap,
         group_id=f"raw-{topic}",
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        fetch_max_wait_ms=(await for_broker(settings)).fetch_wait_ms,
     )
     await consumer.start()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0, acks=1)

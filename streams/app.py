@@ -97,7 +97,7 @@ class Pipeline:
             web_bind=settings.web_host,
             web_host=settings.web_host,
         )
-        app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+        app.fetch_max_wait_ms = settings.fetch_wait_ms
         self.app = app
         self.stage1 = Stage1(settings, self.send, self.metrics)
         self.stage2 = Stage2(settings, self.send, self.metrics)

@@ -19,6 +19,8 @@ from types import TracebackType
 from streams.errors import BrokerError
 
 log = logging.getLogger(__name__)
+# how a client recognizes the embedded broker (streams.topics.for_broker): it needs a short fetch wait
+EMBEDDED_CLUSTER_ID = "tracelearn-embedded"
 
 
 def tansu_binary() -> Path:
@@ -51,8 +53,16 @@ def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
 class EmbeddedBroker:
     """Starts Tansu on 127.0.0.1:port and stops it again (a context manager)."""
 
-    def __init__(self, port: int | None = None, *, host: str = "127.0.0.1", log_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        host: str = "127.0.0.1",
+        log_path: Path | None = None,
+        cluster_id: str = EMBEDDED_CLUSTER_ID,
+    ) -> None:
         self.host = host
+        self.cluster_id = cluster_id
         self.port = port or free_port()
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
@@ -81,6 +91,8 @@ class EmbeddedBroker:
                 url,
                 "--storage-engine",
                 "memory://tansu/",
+                "--cluster-id",
+                self.cluster_id,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -29,6 +29,7 @@ from learning.routing.policy import RouterPolicy
 from learning.types import RoutingContext
 from streams.kafka import client_kwargs, seek_to_start, topic_partitions
 from streams.settings import Settings
+from streams.topics import for_broker
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ class RoutingTableView:
         consumer = AIOKafkaConsumer(
             **client_kwargs(self.settings),
             enable_auto_commit=False,
-            fetch_max_wait_ms=20,
+            fetch_max_wait_ms=(await for_broker(self.settings)).fetch_wait_ms,
             group_id=None,
             auto_offset_reset="earliest",
         )

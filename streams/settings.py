@@ -10,6 +10,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from learning.routing.ranking import check_rule
 
+# Tansu answers a waiting fetch only when its wait ends, so against it the wait is the latency floor; Kafka
+# answers as soon as data arrives, and a longer wait only saves empty fetches (docs/decisions.md #19).
+EMBEDDED_FETCH_WAIT_MS = 20
+KAFKA_FETCH_WAIT_MS = 500
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TRACELEARN_", extra="ignore")
@@ -44,7 +49,12 @@ class Settings(BaseSettings):
     local_stage2: bool = Field(
         default=True, description="stage 2 also takes its own process's deltas without the broker's round trip"
     )
-    fetch_max_wait_ms: int = Field(default=20, ge=1, le=1500)
+    fetch_max_wait_ms: int | None = Field(
+        default=None,
+        ge=1,
+        le=1500,
+        description="unset: 20 against the embedded broker, 500 (Kafka's default) against any other",
+    )
     max_message_bytes: int = Field(default=512_000, ge=10_000)
     session_timeout: float = Field(default=6.0, gt=0)
     rebalance_timeout: float = Field(default=6.0, gt=0)
@@ -85,6 +95,12 @@ class Settings(BaseSettings):
         return self
 
     # -- derived ---------------------------------------------------------------------------------
+    @property
+    def fetch_wait_ms(self) -> int:
+        """The consumers' fetch wait: the configured one, else Kafka's default (the worker and the routing
+        view first resolve an unset one for the broker they talk to: :func:`streams.topics.for_broker`)."""
+        return KAFKA_FETCH_WAIT_MS if self.fetch_max_wait_ms is None else self.fetch_max_wait_ms
+
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"
 

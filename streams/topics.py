@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from streams.broker import EMBEDDED_CLUSTER_ID
 from streams.errors import TopicError
 from streams.kafka import client_kwargs
-from streams.settings import Settings
+from streams.settings import EMBEDDED_FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, Settings
 
 log = logging.getLogger(__name__)
 TOPIC_EXISTS = 36
@@ -79,3 +80,20 @@ async def ensure_topics(settings: Settings) -> list[str]:
         return created
     finally:
         await admin.close()
+
+
+async def for_broker(settings: Settings) -> Settings:
+    """``settings`` with an unset fetch wait resolved for the broker they point at: short for the embedded
+    broker (it answers a waiting fetch only when the wait ends), Kafka's default for any other."""
+    if settings.fetch_max_wait_ms is not None:
+        return settings
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        cluster = await admin.describe_cluster()
+    finally:
+        await admin.close()
+    embedded = cluster.get("cluster_id") == EMBEDDED_CLUSTER_ID
+    wait = EMBEDDED_FETCH_WAIT_MS if embedded else KAFKA_FETCH_WAIT_MS
+    log.info("fetch wait %d ms (%s broker)", wait, "embedded" if embedded else "Kafka")
+    return settings.model_copy(update={"fetch_max_wait_ms": wait})

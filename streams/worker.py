@@ -12,7 +12,7 @@ from streams.app import Pipeline
 from streams.broker import EmbeddedBroker, free_port, port_open
 from streams.runtime import tune_interpreter
 from streams.settings import Settings
-from streams.topics import ensure_topics
+from streams.topics import ensure_topics, for_broker
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ def run_worker(settings: Settings, *, loglevel: str = "WARNING") -> None:
         print(f"tracelearn: started the embedded broker on {settings.bootstrap_servers}", flush=True)
     try:
         prepare_topics(settings)
+        settings = asyncio.run(for_broker(settings))
+        print(f"tracelearn: consumers' fetch wait {settings.fetch_wait_ms} ms", flush=True)
         pipeline = Pipeline(settings)
         if settings.web_port:
             print(f"tracelearn: metrics on http://{settings.web_host}:{settings.web_port}/metrics", flush=True)

@@ -1,5 +1,6 @@
 """topic_partitions asks the broker, not a client's cache, and says so when a topic does not exist;
-seek_to_start reads a topic from its first record without a ListOffsets request."""
+seek_to_start reads a topic from its first record without a ListOffsets request; an unset fetch wait is
+resolved by the broker's cluster id."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streams.broker import EmbeddedBroker
 from streams.errors import TopicError
 from streams.kafka import client_kwargs, seek_to_start, topic_partitions
+from streams.settings import EMBEDDED_FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS
+from streams.topics import for_broker
 from streams.worker import prepare_topics
 
 pytestmark = pytest.mark.integration
@@ -49,3 +53,18 @@ async def test_seek_to_start_reads_every_retained_record(settings):
         assert values == [f"v{i}".encode() for i in range(5)]
     finally:
         await consumer.stop()
+
+
+async def test_the_fetch_wait_is_resolved_for_the_broker(settings):
+    # the embedded broker answers a waiting fetch only when the wait ends: a short wait
+    assert (await for_broker(settings)).fetch_max_wait_ms == EMBEDDED_FETCH_WAIT_MS
+    # an explicit wait is kept, without asking any broker (nothing listens on port 1)
+    explicit = settings.model_copy(update={"bootstrap_servers": "127.0.0.1:1", "fetch_max_wait_ms": 37})
+    assert (await for_broker(explicit)).fetch_max_wait_ms == 37
+
+
+async def test_any_other_broker_gets_kafkas_fetch_wait(settings):
+    with EmbeddedBroker(cluster_id="some-kafka-cluster") as other:
+        resolved = await for_broker(settings.model_copy(update={"bootstrap_servers": other.bootstrap}))
+    assert resolved.fetch_max_wait_ms == KAFKA_FETCH_WAIT_MS
+    assert resolved.fetch_wait_ms == KAFKA_FETCH_WAIT_MS

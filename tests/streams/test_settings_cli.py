@@ -6,7 +6,7 @@ from pydantic import ValidationError
 from learning.models import Trace
 from streams.cli import main
 from streams.kafka import client_kwargs
-from streams.settings import Settings
+from streams.settings import KAFKA_FETCH_WAIT_MS, Settings
 
 
 def test_env_prefix_and_secrets(monkeypatch):
@@ -45,3 +45,12 @@ def test_schema_command_prints_every_contract(capsys):
 def test_a_minimal_trace_from_the_schema_alone_validates():
     # what a kcat or Java producer would send after reading `tracelearn schema Trace`
     assert Trace.model_validate_json('{"trace_id": "abc", "query": "hi", "model": "m"}').model == "m"
+
+
+def test_fetch_wait_unset_means_kafkas_default_until_resolved(monkeypatch):
+    assert Settings().fetch_max_wait_ms is None
+    assert Settings().fetch_wait_ms == KAFKA_FETCH_WAIT_MS
+    monkeypatch.setenv("TRACELEARN_FETCH_MAX_WAIT_MS", "20")
+    assert Settings().fetch_wait_ms == 20
+    with pytest.raises(ValidationError, match="fetch_max_wait_ms"):
+        Settings(fetch_max_wait_ms=0)
