@@ -86,6 +86,24 @@ def metric(url: str, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def histogram(url: str, name: str) -> dict[str, float]:
+    """A histogram's cumulative bucket counts by upper bound (``le``), as /metrics shows them."""
+    with urllib.request.urlopen(url, timeout=2) as response:
+        text = response.read().decode()
+    return {
+        le: float(v) for le, v in re.findall(rf'^{re.escape(name)}_bucket{{le="([^"]+)"}} (\S+)$', text, re.MULTILINE)
+    }
+
+
+def bucket_quantile(before: dict[str, float], after: dict[str, float], q: float) -> str:
+    """The bucket bound under which a fraction ``q`` of the observations between two scrapes fell."""
+    total = after["+Inf"] - before.get("+Inf", 0.0)
+    for le, count in after.items():  # /metrics lists the buckets in ascending order
+        if total and count - before.get(le, 0.0) >= q * total:
+            return "over 300 s" if le == "+Inf" else f"under {1000 * float(le):.0f} ms"
+    return "no observations"
+
+
 def rss_mib(pid: int) -> float:
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:

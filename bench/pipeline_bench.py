@@ -27,12 +27,14 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, metric, produce, rss_mib, trace_id, trace_payload
+from bench.common import bucket_quantile, histogram, machine, metric, produce, rss_mib, trace_id, trace_payload
 from streams.broker import EmbeddedBroker, free_port
 from streams.sdk import RoutingTableView
 from streams.settings import Settings
 from streams.topics import for_broker
 from streams.worker import prepare_topics
+
+AGE_METRIC = "tracelearn_stage1_fetch_age_seconds"
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -230,6 +232,16 @@ def latency_row(lat: list[float], windows: int = 4) -> str:
     )
 
 
+def age_row(before: dict[str, float], after: dict[str, float]) -> str:
+    """The worker's own histogram of the produce -> stage-1 fetch hop over the latency phase (one
+    observation per partition and fetch: the oldest record's age, so an upper side of the traces' ages)."""
+    n = after["+Inf"] - before.get("+Inf", 0.0)
+    return (
+        f"p50 {bucket_quantile(before, after, 0.5)}, p99 {bucket_quantile(before, after, 0.99)} "
+        f"(n={n:.0f} partition fetches, from the worker's {AGE_METRIC} buckets)"
+    )
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -376,8 +388,15 @@ def main() -> None:
             rows.append(("tracelearn worker, full pipeline (1 process)", throughput_row(drains, args.traces)))
             if not args.throughput_only:
                 print("latency ...", flush=True)
+                ages = histogram(url, AGE_METRIC)
                 lat = asyncio.run(latency(settings, args.rate, args.latency_seconds))
                 rows.append((f"produce -> routing update at {args.rate:.0f} traces/s", latency_row(lat)))
+                rows.append(
+                    (
+                        "first hop: age of each partition's oldest record at stage 1's fetch, same phase",
+                        age_row(ages, histogram(url, AGE_METRIC)),
+                    )
+                )
             if not (args.throughput_only or args.latency_only):
                 print("memory ...", flush=True)
                 done = args.traces + int(args.rate * args.latency_seconds)

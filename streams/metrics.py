@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 CONTENT_TYPE = "text/plain; version=0.0.4"
 _BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_AGE_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0)
 
 
 class WorkerMetrics:
@@ -72,6 +73,14 @@ class WorkerMetrics:
         )
         self.lag = Gauge(
             "tracelearn_consumer_lag_records", "High watermark minus next offset", ["topic", "partition"], registry=r
+        )
+        # one observation per partition and fetch, not per record: cheap at any rate
+        self.fetch_age = Histogram(
+            "tracelearn_stage1_fetch_age_seconds",
+            "Age of each partition's oldest record in a fetch when stage 1 takes it (now minus the record's "
+            "timestamp: the producer's clock unless the topic uses LogAppendTime)",
+            buckets=_AGE_BUCKETS,
+            registry=r,
         )
         self.expired = Counter(
             "tracelearn_ledger_expired", "Per-trace entries dropped after the feedback window", registry=r

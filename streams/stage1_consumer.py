@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.structs import ConsumerRecord
 
 from streams.kafka import client_kwargs
 from streams.metrics import WorkerMetrics
@@ -84,6 +87,8 @@ class Stage1Consumer:
         try:
             while not self._stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=200, max_records=self.settings.batch_max)
+                if batches:
+                    self._observe_age(batches)
                 records = [m for messages in batches.values() for m in messages]
                 async with self.lock:
                     if records:
@@ -105,6 +110,16 @@ class Stage1Consumer:
             finally:
                 self._running = False
                 self._stopped.set()
+
+    def _observe_age(self, batches: dict[TopicPartition, list[ConsumerRecord[Any, Any]]]) -> None:
+        now_ms = time.time() * 1000
+        observe = self.metrics.fetch_age.observe
+        for messages in batches.values():
+            # aiokafka's timestamps are milliseconds; -1 (or none) when the record has none
+            stamp = messages[0].timestamp if messages else None
+            if stamp is not None and stamp > 0:
+                # a producer's clock ahead of this host's would give a negative age
+                observe(max(0.0, now_ms - stamp) / 1000)
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Finish the batch in flight and leave the loop (the worker calls this while its producer runs)."""

@@ -1,14 +1,16 @@
 """Stage 1's consumer loop against a scripted consumer: when offsets go to Kafka, relative to the SQLite
-commits that make their batches durable."""
+commits that make their batches durable; the age of what each fetch brings."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from streams.metrics import WorkerMetrics
 from streams.records import InRecord, OutRecord
@@ -133,3 +135,38 @@ async def test_a_failed_offset_commit_stops_the_loop(tmp_path, monkeypatch, fail
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(loop.run(), 10)
     assert [offsets[tp] for offsets, _ in scripted.commits] == list(range(1, fail_at))
+
+
+async def test_each_partitions_oldest_record_age_is_observed(tmp_path, monkeypatch):
+    """One age per partition and fetch, from the oldest record's timestamp (aiokafka's milliseconds); a
+    record without a timestamp (-1) is not observed."""
+    settings, tp, stage1, loop, scripted = scripted_loop(tmp_path, monkeypatch, batches=0, size=0)
+    now_ms = time.time() * 1000
+
+    def record(partition: int, offset: int, age_ms: float) -> ConsumerRecord[bytes, bytes]:
+        value = make_trace(f"a{partition}-{offset}").model_dump_json().encode()
+        stamp = int(now_ms - age_ms) if age_ms >= 0 else -1
+        return ConsumerRecord(settings.traces_topic, partition, offset, stamp, 0, b"k", value, None, 1, len(value), ())
+
+    scripted.fetches = [
+        {
+            tp: [record(0, 0, 2000), record(0, 1, 10)],  # observed: the oldest, 2 s
+            TopicPartition(settings.traces_topic, 1): [record(1, 0, 300)],
+            TopicPartition(settings.traces_topic, 2): [record(2, 0, -1)],
+        }
+    ]
+    scripted.release.set()
+    task = asyncio.create_task(loop.run())
+    try:
+        for _ in range(200):
+            if scripted.commits:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await loop.stop()
+        await task
+    samples = {s.name: s for m in stage1.metrics.fetch_age.collect() for s in m.samples}
+    assert samples["tracelearn_stage1_fetch_age_seconds_count"].value == 2
+    assert 2.3 <= samples["tracelearn_stage1_fetch_age_seconds_sum"].value < 2.8
+    below = {s.labels["le"]: s.value for m in stage1.metrics.fetch_age.collect() for s in m.samples if "le" in s.labels}
+    assert below["0.25"] == 0 and below["0.4"] == 1 and below["1.0"] == 1 and below["2.5"] == 2
