@@ -100,7 +100,7 @@ class Pipeline:
         app.fetch_max_wait_ms = settings.fetch_wait_ms
         self.app = app
         self.stage1 = Stage1(settings, self.send, self.metrics)
-        self.stage2 = Stage2(settings, self.send, self.metrics)
+        self.stage2 = Stage2(settings, self.send, self.metrics, enqueue=self.enqueue)
         # committed delta batches on their way from stage 1 to stage 2 in this process; bounded, because
         # whatever does not fit still arrives through the deltas topic
         self.local_deltas: asyncio.Queue[list[OutRecord]] = asyncio.Queue(maxsize=LOCAL_QUEUE)
@@ -115,9 +115,14 @@ class Pipeline:
 
     async def send(self, records: list[OutRecord]) -> None:
         """Produce records and wait until the broker acknowledged every one."""
+        await (await self.enqueue(records))
+
+    async def enqueue(self, records: list[OutRecord]) -> asyncio.Future[list[Any]]:
+        """Queue records in the producer, in order; the result completes once the broker acknowledged
+        every one."""
         producer = self.app.producer
         futures = [await producer.send(r.topic, r.key, r.value, None, None, list(r.headers)) for r in records]
-        await asyncio.gather(*futures)
+        return asyncio.gather(*futures)
 
     def _register(self) -> None:
         app, settings = self.app, self.settings
@@ -168,8 +173,10 @@ class Pipeline:
 
         @app.on_before_shutdown.connect
         async def before_shutdown(app: faust.App, /, *args: Any, **kwargs: Any) -> None:
-            # Faust stops its producer after this signal: the batch in flight must be sent first
+            # Faust stops its producer after this signal: the batch in flight must be sent first, and
+            # stage 2's last sends acknowledged (else its outbox sends them again at the next start)
             await stage1_consumer.stop()
+            await stage2.settle()
 
         @app.on_partitions_revoked.connect
         async def on_revoked(app: faust.App, /, *args: Any, **kwargs: Any) -> None:

@@ -56,3 +56,5 @@ class OutRecord:
 
 # produces records and returns once the broker acknowledged every one
 Sender = Callable[[list[OutRecord]], Awaitable[None]]
+# queues records in the producer, in order, and returns what completes once the broker acknowledged them
+Enqueuer = Callable[[list[OutRecord]], Awaitable[Awaitable[object]]]

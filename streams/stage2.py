@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ from learning.routing.table import routing_update
 from learning.state.sft import SftChange, SftMember
 from learning.state.tables import LearningState
 from learning.state.triggers import TriggerCounter
+from streams.errors import StateStoreError
 from streams.metrics import WorkerMetrics
-from streams.records import InRecord, OutRecord, Sender
+from streams.records import Enqueuer, InRecord, OutRecord, Sender
 from streams.settings import Settings
 from streams.state_store import PREV_HEADER, SEQ_HEADER, PartitionDB
 
@@ -41,13 +43,37 @@ def header(record: InRecord | OutRecord, name: str) -> bytes | None:
     return None
 
 
+# how long closing the store waits for the broker to acknowledge what was sent last
+_SETTLE_SECONDS = 10.0
+
+
+def _sending_at_once(send: Sender) -> Enqueuer:
+    """An enqueuer for a sender that cannot leave the acknowledgements to later: it waits for them."""
+
+    async def enqueue(records: list[OutRecord]) -> Awaitable[object]:
+        await send(records)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    return enqueue
+
+
 class Stage2:
-    def __init__(self, settings: Settings, send: Sender, metrics: WorkerMetrics) -> None:
+    def __init__(
+        self, settings: Settings, send: Sender, metrics: WorkerMetrics, *, enqueue: Enqueuer | None = None
+    ) -> None:
         self.settings = settings
         self.send = send
+        self.enqueue = enqueue or _sending_at_once(send)
         self.metrics = metrics
         self.lock = asyncio.Lock()
         self._db: PartitionDB | None = None
+        # The broker's acknowledgements of what the last batches sent, awaited by a chain of tasks so that
+        # the next batch does not wait for them (docs/decisions.md #19), and the highest outbox number they
+        # cover: the next commit deletes the outbox rows up to it.
+        self._delivery: asyncio.Task[None] | None = None
+        self._acked = 0
         # whether this worker holds the deltas partition: only then may it apply deltas from its own stage 1
         self.owner = False
         self._reset_memory()
@@ -75,6 +101,7 @@ class Stage2:
             return self._db
         db = await PartitionDB(self.db_path).open()
         self._reset_memory()
+        self._acked = 0
         saved = await db.get_meta("stage2")
         if saved:
             self.state = LearningState.from_json(saved["state"])
@@ -111,8 +138,27 @@ class Stage2:
         async with self.lock:
             self.owner = False
             if self._db is not None:
+                await self._settle(self._db)
                 await self._db.close()
                 self._db = None
+
+    async def settle(self) -> None:
+        """Wait (a while) for the broker to acknowledge what was sent, and delete it from the outbox."""
+        async with self.lock:
+            if self._db is not None:
+                await self._settle(self._db)
+
+    async def _settle(self, db: PartitionDB) -> None:
+        """Wait (a while) for the last sends' acknowledgements and delete what they cover; what stays in
+        the outbox is sent again by whoever loads this store next."""
+        delivery, self._delivery = self._delivery, None
+        if delivery is not None:
+            await asyncio.wait({delivery}, timeout=_SETTLE_SECONDS)
+            delivery.cancel()
+            await asyncio.gather(delivery, return_exceptions=True)
+        if self._acked:
+            await db.acknowledge(self._acked)
+            self._acked = 0
 
     async def close(self) -> None:
         await self.forget()
@@ -184,8 +230,13 @@ class Stage2:
             raise
 
     async def _restart_from_commit(self, db: PartitionDB) -> None:
-        """Drop what is in memory: the next batch loads the last committed state (called under the lock)."""
+        """Drop what is in memory: the next batch loads the last committed state and sends again what
+        the outbox holds (called under the lock)."""
         self._db = None
+        delivery, self._delivery = self._delivery, None
+        if delivery is not None:
+            delivery.cancel()
+            await asyncio.gather(delivery, return_exceptions=True)
         await db.close()
 
     async def _merge_commit_send(
@@ -247,10 +298,50 @@ class Stage2:
         offsets: dict[tuple[str, int], int] | None = None,
         drop_pairs: list[str] | None = None,
     ) -> None:
-        """Commit the state with ``out`` in the outbox, then send it."""
+        """Commit the state with ``out`` in the outbox, then queue ``out`` in the producer. A task waits for
+        the broker's acknowledgement, after the previous batch's, so the lock is not held for it; the next
+        commit deletes the outbox rows acknowledged by then."""
         staged = db.stage(out)
-        await db.commit(offsets=offsets, outbox=staged, meta={"stage2": self._snapshot()}, drop_pairs=drop_pairs or ())
-        await db.deliver(self.send, staged)
+        await db.commit(
+            offsets=offsets,
+            outbox=staged,
+            meta={"stage2": self._snapshot()},
+            drop_pairs=drop_pairs or (),
+            acknowledged=self._acked,
+        )
+        previous = self._delivery
+        if previous is not None and previous.done():
+            self._delivery = None
+            if previous.cancelled():
+                raise StateStoreError("stage 2's wait for the broker's acknowledgement was cancelled")
+            error = previous.exception()
+            if error is not None:
+                # raised after the commit, as a failed send was: this batch's records are in the outbox,
+                # and the caller's restart sends them again with everything else not acknowledged
+                raise error
+            previous = None
+        if staged:
+            acks = await self.enqueue(staged)
+            self._delivery = asyncio.create_task(self._acknowledged(db, previous, acks, staged[-1].seq))
+
+    async def _acknowledged(
+        self, db: PartitionDB, previous: asyncio.Task[None] | None, acks: Awaitable[object], upto: int
+    ) -> None:
+        """Wait for ``acks`` and for the previous batch's; then outbox rows up to ``upto`` may go."""
+        own, *before = await asyncio.gather(acks, *([previous] if previous else []), return_exceptions=True)
+        if isinstance(own, BaseException):
+            log.warning(
+                "stage 2: records up to outbox number %d were not acknowledged (%s); they stay in the "
+                "outbox and are sent again",
+                upto,
+                own,
+            )
+            raise own
+        for outcome in before:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        if self._db is db:
+            self._acked = max(self._acked, upto)
 
     # -- SFT pairs and triggers -------------------------------------------------------------------
     async def _apply_sft(self, db: PartitionDB, ops: list[list[Any]], dropped: list[str]) -> list[OutRecord]:

@@ -317,10 +317,12 @@ class PartitionDB:
         outbox: list[OutRecord] | None = None,
         meta: dict[str, Any] | None = None,
         drop_pairs: Iterable[str] = (),
+        acknowledged: int = 0,
     ) -> None:
         """One atomic transaction for everything a batch changed (in a thread when it is big).
 
-        ``ledger`` holds rows of :func:`streams.ledger_rows.to_row`. Commits must not overlap: the caller
+        ``ledger`` holds rows of :func:`streams.ledger_rows.to_row`. ``acknowledged``: outbox rows up to
+        this sequence number were acknowledged by the broker and go. Commits must not overlap: the caller
         awaits one before it starts the next.
         """
         db = self.db
@@ -328,7 +330,7 @@ class PartitionDB:
         writer = db if db.in_transaction else self._writer_db()
         size = len(ledger or ()) + len(outbox or ()) + self._staged_rows
         self._staged_rows = 0
-        await self._write(size, self._commit, writer, ledger, offsets, outbox, meta, drop_pairs)
+        await self._write(size, self._commit, writer, ledger, offsets, outbox, meta, drop_pairs, acknowledged)
 
     async def _write(self, size: int, fn: Callable[..., T], *args: Any) -> T:
         if size > BIG_BATCH:
@@ -347,10 +349,13 @@ class PartitionDB:
         outbox: list[OutRecord] | None,
         meta: dict[str, Any] | None,
         drop_pairs: Iterable[str],
+        acknowledged: int = 0,
     ) -> None:
         if self._db is None:  # closed while this batch waited for the lock
             raise StateStoreError(f"state store {self.path} is not open")
         with transaction(db):
+            if acknowledged:
+                db.execute("DELETE FROM outbox WHERE seq <= ?", (acknowledged,))
             if ledger:
                 ledger_rows.upsert(db, ledger)
             if offsets:

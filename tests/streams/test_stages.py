@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
@@ -450,3 +451,76 @@ def test_stage1_deltas_equal_the_one_by_one_ledger(tmp_path_factory, traces, fee
         state_store.BIG_LOOKUP = default
     assert merged.to_json() == expected.to_json()
     assert seen == members
+
+
+class HeldAcks:
+    """An enqueuer whose acknowledgements the test gives (or fails), one future per call."""
+
+    def __init__(self) -> None:
+        self.sent: list[OutRecord] = []
+        self.acks: list[asyncio.Future[None]] = []
+
+    async def __call__(self, records: list[OutRecord]) -> asyncio.Future[None]:
+        self.sent += records
+        self.acks.append(asyncio.get_running_loop().create_future())
+        return self.acks[-1]
+
+
+async def callbacks_run() -> None:
+    """Let the tasks waiting on a future that was just resolved run."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+def outbox_seqs(s2: Stage2) -> list[int]:
+    with contextlib.closing(sqlite3.connect(s2.db_path)) as db:
+        return [seq for (seq,) in db.execute("SELECT seq FROM outbox ORDER BY seq")]
+
+
+async def test_stage2_goes_on_while_the_broker_acknowledges_and_deletes_in_order(settings):
+    """A batch does not wait for the previous batch's acknowledgement; outbox rows go only once they and
+    every row before them were acknowledged."""
+    _, from_topic = await one_delta_per_trace(settings, 4)
+    held = HeldAcks()
+    s2 = Stage2(settings.model_copy(update={"routing_publish_interval": 0.0}), Sink(), WorkerMetrics(), enqueue=held)
+    await s2.process(from_topic[:1])
+    await s2.process(from_topic[1:2])  # batch 1 is not acknowledged yet
+    assert len(held.acks) == 2 and s2.state.classes["general"].count == 2
+    first_two = [r.seq for r in held.sent]
+    held.acks[1].set_result(None)  # batch 2's acknowledgement comes first
+    await callbacks_run()
+    await s2.process(from_topic[2:3])
+    assert outbox_seqs(s2) == [r.seq for r in held.sent]  # nothing went: batch 1 is still unacknowledged
+    held.acks[0].set_result(None)
+    await callbacks_run()
+    await s2.process(from_topic[3:4])  # its commit deletes batches 1 and 2
+    assert outbox_seqs(s2) == [r.seq for r in held.sent if r.seq > max(first_two)]
+    for ack in held.acks[2:]:
+        ack.set_result(None)
+    await s2.close()  # waits for the last acknowledgements
+    assert outbox_seqs(s2) == []
+    assert [json.loads(r.value)["sample_count"] for r in held.sent if r.topic == settings.routing_topic] == [1, 2, 3, 4]
+
+
+async def test_stage2_after_a_failed_acknowledgement_sends_the_outbox_again_in_order(settings):
+    """A send the broker did not acknowledge fails the next batch (after its commit); the restart sends
+    everything the outbox holds, in order, and the tables end as a stage 2 that never failed."""
+    _, from_topic = await one_delta_per_trace(settings, 3)
+    reference = await topic_only_stage2(settings, from_topic, Sink())
+    held, sink = HeldAcks(), Sink()
+    s2 = Stage2(settings, sink, WorkerMetrics(), enqueue=held)
+    await s2.process(from_topic[:1])
+    first = [r.seq for r in held.sent]
+    held.acks[0].set_exception(ConnectionError("broker gone"))
+    await callbacks_run()
+    with pytest.raises(ConnectionError):
+        await s2.process(from_topic[1:2])
+    assert sink.records == [] and len(held.acks) == 1  # batch 2 was committed, not sent
+    await s2.process(from_topic[2:])  # loads the committed state and first sends the outbox through `send`
+    resent = [r.seq for r in sink.records]
+    assert resent == sorted(resent) and resent[: len(first)] == first and len(resent) > len(first)
+    assert s2.state.to_json() == reference.state.to_json()
+    for ack in held.acks[1:]:
+        if not ack.done():
+            ack.set_result(None)
+    await s2.close()
