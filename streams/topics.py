@@ -95,5 +95,5 @@ async def for_broker(settings: Settings) -> Settings:
         await admin.close()
     embedded = cluster.get("cluster_id") == EMBEDDED_CLUSTER_ID
     wait = EMBEDDED_FETCH_WAIT_MS if embedded else KAFKA_FETCH_WAIT_MS
-    log.info("fetch wait %d ms (%s broker)", wait, "embedded" if embedded else "Kafka")
+    log.debug("fetch wait %d ms (%s broker)", wait, "embedded" if embedded else "Kafka")
     return settings.model_copy(update={"fetch_max_wait_ms": wait})
