@@ -151,11 +151,7 @@ class Stage2:
     async def _settle(self, db: PartitionDB) -> None:
         """Wait (a while) for the last sends' acknowledgements and delete what they cover; what stays in
         the outbox is sent again by whoever loads this store next."""
-        delivery, self._delivery = self._delivery, None
-        if delivery is not None:
-            await asyncio.wait({delivery}, timeout=_SETTLE_SECONDS)
-            delivery.cancel()
-            await asyncio.gather(delivery, return_exceptions=True)
+        await self._end_delivery(wait=_SETTLE_SECONDS)
         if self._acked:
             await db.acknowledge(self._acked)
             self._acked = 0
@@ -233,11 +229,19 @@ class Stage2:
         """Drop what is in memory: the next batch loads the last committed state and sends again what
         the outbox holds (called under the lock)."""
         self._db = None
-        delivery, self._delivery = self._delivery, None
-        if delivery is not None:
-            delivery.cancel()
-            await asyncio.gather(delivery, return_exceptions=True)
+        await self._end_delivery(wait=0.0)
         await db.close()
+
+    async def _end_delivery(self, *, wait: float) -> None:
+        """Give the wait for acknowledgements ``wait`` seconds to finish, then cancel it; the outbox keeps
+        whatever it did not see acknowledged."""
+        delivery, self._delivery = self._delivery, None
+        if delivery is None:
+            return
+        if wait:
+            await asyncio.wait({delivery}, timeout=wait)
+        delivery.cancel()
+        await asyncio.gather(delivery, return_exceptions=True)
 
     async def _merge_commit_send(
         self, db: PartitionDB, records: list[tuple[str, int, bytes | None]], offsets: dict[tuple[str, int], int] | None

@@ -90,12 +90,13 @@ class DeltaAccumulator(SignedSum):
             return self._direct
         state = LearningState(half_life=self.half_life)
         shapes = dict.fromkeys([*self._added, *self._retracted])
-        for query_class, model, agent, tools, turns in shapes:
-            added = _sums(self._added.get((query_class, model, agent, tools, turns), []))
-            retracted = _sums(self._retracted.get((query_class, model, agent, tools, turns), []))
+        for shape in shapes:
+            added = _sums(self._added.get(shape, []))
+            retracted = _sums(self._retracted.get(shape, []))
             v = [a - r for a, r in zip(added, retracted, strict=True)]
             if not any(v):
                 continue
+            query_class, model, agent, tools, turns = shape
             # setdefault's spare objects cost nothing here: this loop runs per shape, not per trace
             cls = state.classes.setdefault(query_class, ClassState())
             n, ok = v[_N], v[_OK]
