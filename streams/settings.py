@@ -14,6 +14,10 @@ from learning.routing.ranking import check_rule
 # answers as soon as data arrives, and a longer wait only saves empty fetches (docs/decisions.md #19).
 EMBEDDED_FETCH_WAIT_MS = 20
 KAFKA_FETCH_WAIT_MS = 500
+# Tansu also stops reading a fetch's partitions when its wait is spent, and each partition costs it a scan
+# of every batch the partition holds: with 20 ms, stage 1's fetch of its eight growing partitions came
+# back with some of them left out (docs/decisions.md #20). Stage 1 nearly always finds records at once.
+EMBEDDED_STAGE1_FETCH_WAIT_MS = 100
 
 
 class Settings(BaseSettings):
@@ -54,6 +58,12 @@ class Settings(BaseSettings):
         ge=1,
         le=1500,
         description="unset: 20 against the embedded broker, 500 (Kafka's default) against any other",
+    )
+    stage1_fetch_max_wait_ms: int | None = Field(
+        default=None,
+        ge=1,
+        le=1500,
+        description="stage 1's consumer; unset: 100 against the embedded broker, else the fetch wait above",
     )
     max_message_bytes: int = Field(default=512_000, ge=10_000)
     session_timeout: float = Field(default=6.0, gt=0)
@@ -100,6 +110,11 @@ class Settings(BaseSettings):
         """The consumers' fetch wait: the configured one, else Kafka's default (the worker and the routing
         view first resolve an unset one for the broker they talk to: :func:`streams.topics.for_broker`)."""
         return KAFKA_FETCH_WAIT_MS if self.fetch_max_wait_ms is None else self.fetch_max_wait_ms
+
+    @property
+    def stage1_fetch_wait_ms(self) -> int:
+        """Stage 1's fetch wait: its own configured one, else the consumers' (resolved the same way)."""
+        return self.fetch_wait_ms if self.stage1_fetch_max_wait_ms is None else self.stage1_fetch_max_wait_ms
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"

@@ -70,7 +70,7 @@ class Stage1Consumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
-            fetch_max_wait_ms=s.fetch_wait_ms,
+            fetch_max_wait_ms=s.stage1_fetch_wait_ms,
             max_poll_records=s.batch_max,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,

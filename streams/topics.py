@@ -10,7 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from streams.broker import EMBEDDED_CLUSTER_ID
 from streams.errors import TopicError
 from streams.kafka import client_kwargs
-from streams.settings import EMBEDDED_FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, Settings
+from streams.settings import EMBEDDED_FETCH_WAIT_MS, EMBEDDED_STAGE1_FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, Settings
 
 log = logging.getLogger(__name__)
 TOPIC_EXISTS = 36
@@ -84,7 +84,10 @@ async def ensure_topics(settings: Settings) -> list[str]:
 
 async def for_broker(settings: Settings) -> Settings:
     """``settings`` with an unset fetch wait resolved for the broker they point at: short for the embedded
-    broker (it answers a waiting fetch only when the wait ends), Kafka's default for any other."""
+    broker (it answers a waiting fetch only when the wait ends), Kafka's default for any other. Against the
+    embedded broker stage 1 gets a longer one of its own: there the wait also bounds the broker's reading
+    of a fetch's partitions. An explicit fetch wait is kept, and stage 1 then shares it unless it has its
+    own."""
     if settings.fetch_max_wait_ms is not None:
         return settings
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
@@ -94,6 +97,8 @@ async def for_broker(settings: Settings) -> Settings:
     finally:
         await admin.close()
     embedded = cluster.get("cluster_id") == EMBEDDED_CLUSTER_ID
-    wait = EMBEDDED_FETCH_WAIT_MS if embedded else KAFKA_FETCH_WAIT_MS
-    log.debug("fetch wait %d ms (%s broker)", wait, "embedded" if embedded else "Kafka")
-    return settings.model_copy(update={"fetch_max_wait_ms": wait})
+    update: dict[str, int] = {"fetch_max_wait_ms": EMBEDDED_FETCH_WAIT_MS if embedded else KAFKA_FETCH_WAIT_MS}
+    if embedded and settings.stage1_fetch_max_wait_ms is None:
+        update["stage1_fetch_max_wait_ms"] = EMBEDDED_STAGE1_FETCH_WAIT_MS
+    log.debug("fetch waits %s (%s broker)", update, "embedded" if embedded else "Kafka")
+    return settings.model_copy(update=update)

@@ -45,7 +45,8 @@ def run_worker(settings: Settings, *, loglevel: str = "WARNING") -> None:
     try:
         prepare_topics(settings)
         settings = asyncio.run(for_broker(settings))
-        print(f"tracelearn: consumers' fetch wait {settings.fetch_wait_ms} ms", flush=True)
+        waits = f"{settings.fetch_wait_ms} ms, stage 1's {settings.stage1_fetch_wait_ms} ms"
+        print(f"tracelearn: consumers' fetch wait {waits}", flush=True)
         pipeline = Pipeline(settings)
         if settings.web_port:
             print(f"tracelearn: metrics on http://{settings.web_host}:{settings.web_port}/metrics", flush=True)

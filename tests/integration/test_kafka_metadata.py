@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from streams.broker import EmbeddedBroker
 from streams.errors import TopicError
 from streams.kafka import client_kwargs, seek_to_start, topic_partitions
-from streams.settings import EMBEDDED_FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS
+from streams.settings import EMBEDDED_FETCH_WAIT_MS, EMBEDDED_STAGE1_FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS
 from streams.topics import for_broker
 from streams.worker import prepare_topics
 
@@ -56,11 +56,18 @@ async def test_seek_to_start_reads_every_retained_record(settings):
 
 
 async def test_the_fetch_wait_is_resolved_for_the_broker(settings):
+    resolved = await for_broker(settings)
     # the embedded broker answers a waiting fetch only when the wait ends: a short wait
-    assert (await for_broker(settings)).fetch_max_wait_ms == EMBEDDED_FETCH_WAIT_MS
-    # an explicit wait is kept, without asking any broker (nothing listens on port 1)
+    assert resolved.fetch_max_wait_ms == EMBEDDED_FETCH_WAIT_MS
+    # and it reads a fetch's partitions only while the wait lasts: stage 1 reads eight growing ones
+    assert resolved.stage1_fetch_wait_ms == EMBEDDED_STAGE1_FETCH_WAIT_MS > EMBEDDED_FETCH_WAIT_MS
+    # stage 1's own wait is kept
+    own = await for_broker(settings.model_copy(update={"stage1_fetch_max_wait_ms": 45}))
+    assert (own.fetch_wait_ms, own.stage1_fetch_wait_ms) == (EMBEDDED_FETCH_WAIT_MS, 45)
+    # an explicit wait is kept, without asking any broker (nothing listens on port 1), and stage 1 shares it
     explicit = settings.model_copy(update={"bootstrap_servers": "127.0.0.1:1", "fetch_max_wait_ms": 37})
     assert (await for_broker(explicit)).fetch_max_wait_ms == 37
+    assert (await for_broker(explicit)).stage1_fetch_wait_ms == 37
 
 
 async def test_any_other_broker_gets_kafkas_fetch_wait(settings):
@@ -68,3 +75,6 @@ async def test_any_other_broker_gets_kafkas_fetch_wait(settings):
         resolved = await for_broker(settings.model_copy(update={"bootstrap_servers": other.bootstrap}))
     assert resolved.fetch_max_wait_ms == KAFKA_FETCH_WAIT_MS
     assert resolved.fetch_wait_ms == KAFKA_FETCH_WAIT_MS
+    # Kafka answers as soon as records arrive: stage 1 needs no wait of its own
+    assert resolved.stage1_fetch_max_wait_ms is None
+    assert resolved.stage1_fetch_wait_ms == KAFKA_FETCH_WAIT_MS

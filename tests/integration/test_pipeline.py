@@ -20,7 +20,7 @@ from learning.routing.table import routing_update
 from streams.broker import free_port
 from streams.kafka import client_kwargs
 from streams.sdk import RoutingTableView, TraceProducer
-from streams.settings import EMBEDDED_FETCH_WAIT_MS, Settings
+from streams.settings import EMBEDDED_FETCH_WAIT_MS, EMBEDDED_STAGE1_FETCH_WAIT_MS, Settings
 from tests.factories import make_trace
 from tests.integration.harness import WorkerProcess, read_topic, wait_until
 
@@ -159,8 +159,9 @@ async def test_traces_in_routing_tables_out(settings: Settings, worker: WorkerPr
     paths = deltas_applied(settings)
     assert paths.get("topic", 0) + paths.get("local", 0) > 0
     assert (paths.get("local", 0) > 0) == local_stage2, paths
-    # the worker recognized the embedded broker, whose fetch wait is its latency floor
-    assert f"fetch wait {EMBEDDED_FETCH_WAIT_MS} ms" in worker.log()
+    # the worker recognized the embedded broker, whose fetch wait is its latency floor, and gave stage 1
+    # the longer wait that lets that broker read all of stage 1's partitions in one fetch
+    assert f"fetch wait {EMBEDDED_FETCH_WAIT_MS} ms, stage 1's {EMBEDDED_STAGE1_FETCH_WAIT_MS} ms" in worker.log()
 
 
 def stage1_stored_offsets(settings: Settings) -> dict[TopicPartition, int]:

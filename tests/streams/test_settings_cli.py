@@ -52,5 +52,11 @@ def test_fetch_wait_unset_means_kafkas_default_until_resolved(monkeypatch):
     assert Settings().fetch_wait_ms == KAFKA_FETCH_WAIT_MS
     monkeypatch.setenv("TRACELEARN_FETCH_MAX_WAIT_MS", "20")
     assert Settings().fetch_wait_ms == 20
+    # stage 1 shares the consumers' wait unless it has its own
+    assert Settings().stage1_fetch_wait_ms == 20
+    monkeypatch.setenv("TRACELEARN_STAGE1_FETCH_MAX_WAIT_MS", "90")
+    assert (Settings().fetch_wait_ms, Settings().stage1_fetch_wait_ms) == (20, 90)
     with pytest.raises(ValidationError, match="fetch_max_wait_ms"):
         Settings(fetch_max_wait_ms=0)
+    with pytest.raises(ValidationError, match="stage1_fetch_max_wait_ms"):
+        Settings(stage1_fetch_max_wait_ms=0)
