@@ -1,5 +1,5 @@
 """Stage 1's consumer loop against a scripted consumer: when offsets go to Kafka, relative to the SQLite
-commits that make their batches durable; the age of what each fetch brings."""
+commits that make their batches durable; the age of what each fetch brings; the wait it fetches with."""
 
 from __future__ import annotations
 
@@ -170,3 +170,17 @@ async def test_each_partitions_oldest_record_age_is_observed(tmp_path, monkeypat
     assert 2.3 <= samples["tracelearn_stage1_fetch_age_seconds_sum"].value < 2.8
     below = {s.labels["le"]: s.value for m in stage1.metrics.fetch_age.collect() for s in m.samples if "le" in s.labels}
     assert below["0.25"] == 0 and below["0.4"] == 1 and below["1.0"] == 1 and below["2.5"] == 2
+
+
+async def test_stage1_fetches_with_its_own_wait(tmp_path):
+    """Stage 1's consumer takes stage 1's wait, not the one of the other consumers (docs/decisions.md #20)."""
+    settings = Settings(bootstrap_servers="x:1", state_dir=tmp_path, fetch_max_wait_ms=20, stage1_fetch_max_wait_ms=100)
+    metrics = WorkerMetrics()
+
+    async def send(records: list[OutRecord]) -> None:
+        pass
+
+    # aiokafka builds a consumer only inside a running loop; it is not started, so no broker is asked
+    consumer = Stage1Consumer(settings, Stage1(settings, send, metrics), metrics)._consumer()
+    # aiokafka keeps the setting only on this attribute (streams/faust_transport.py sets it the same way)
+    assert consumer._fetch_max_wait_ms == 100
