@@ -31,7 +31,9 @@ def prepare_topics(settings: Settings) -> list[str]:
     """Create the topics; a freshly created input topic makes any local state meaningless, so drop it."""
     created = asyncio.run(ensure_topics(settings))
     if {settings.traces_topic, settings.deltas_topic} & set(created) and settings.state_dir.exists():
-        log.warning("topics were just created: discarding stale local state in %s", settings.state_dir)
+        # the embedded broker's start makes the directory: an empty one is no news on a first run
+        if any(settings.state_dir.iterdir()):
+            log.warning("topics were just created: discarding stale local state in %s", settings.state_dir)
         shutil.rmtree(settings.state_dir)
     return created
 

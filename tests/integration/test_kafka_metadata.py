@@ -1,10 +1,11 @@
 """topic_partitions asks the broker, not a client's cache, and says so when a topic does not exist;
 seek_to_start reads a topic from its first record without a ListOffsets request; an unset fetch wait is
-resolved by the broker's cluster id."""
+resolved by the broker's cluster id; new topics discard local state, with a warning only when there was some."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -25,6 +26,22 @@ async def test_partitions_of_a_fresh_topic_and_of_a_missing_one(settings):
     assert await topic_partitions(settings, settings.routing_topic, expected=1) == [0]
     with pytest.raises(TopicError, match="no partitions"):
         await topic_partitions(settings, f"{settings.topic_prefix}.missing", timeout=0.5)
+
+
+async def test_fresh_topics_discard_local_state_and_warn_only_when_there_was_some(settings, caplog):
+    settings.state_dir.mkdir(parents=True)  # what starting the embedded broker does on a first run
+    with caplog.at_level(logging.WARNING, logger="streams.worker"):
+        await asyncio.to_thread(prepare_topics, settings)
+    assert not settings.state_dir.exists()
+    assert "stale local state" not in caplog.text
+    # state left by an earlier run, then a broker whose topics are new (the embedded one after a restart)
+    settings.state_dir.mkdir(parents=True)
+    (settings.state_dir / "p0.sqlite").write_bytes(b"old")
+    fresh = settings.model_copy(update={"topic_prefix": settings.topic_prefix + "b"})
+    with caplog.at_level(logging.WARNING, logger="streams.worker"):
+        await asyncio.to_thread(prepare_topics, fresh)
+    assert not settings.state_dir.exists()
+    assert "discarding stale local state" in caplog.text
 
 
 async def test_seek_to_start_reads_every_retained_record(settings):
