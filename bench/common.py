@@ -98,9 +98,12 @@ def histogram(url: str, name: str) -> dict[str, float]:
 def bucket_quantile(before: dict[str, float], after: dict[str, float], q: float) -> str:
     """The bucket bound under which a fraction ``q`` of the observations between two scrapes fell."""
     total = after["+Inf"] - before.get("+Inf", 0.0)
+    below = "0"
     for le, count in after.items():  # /metrics lists the buckets in ascending order
         if total and count - before.get(le, 0.0) >= q * total:
-            return "over 300 s" if le == "+Inf" else f"under {1000 * float(le):.0f} ms"
+            # the top bucket has no upper bound: name the last finite one, whatever the buckets are
+            return f"over {float(below):g} s" if le == "+Inf" else f"under {1000 * float(le):.0f} ms"
+        below = le
     return "no observations"
 
 
