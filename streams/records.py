@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 
@@ -36,14 +35,17 @@ class InRecord(NamedTuple):
     timestamp: float | None = None
 
 
-@dataclass(frozen=True)
-class OutRecord:
-    """One record to produce, staged in a processor's outbox before it is sent."""
+class OutRecord(NamedTuple):
+    """One record to produce, staged in a processor's outbox before it is sent.
+
+    A named tuple rather than a frozen dataclass: every SFT pair published makes two (its record, then the
+    staged copy), and a frozen dataclass's ``__init__`` cost three times as much (docs/decisions.md #21).
+    """
 
     topic: str
     key: bytes | None
     value: bytes | None
-    headers: tuple[tuple[str, bytes], ...] = field(default_factory=tuple)
+    headers: tuple[tuple[str, bytes], ...] = ()
     seq: int = 0
 
     def headers_json(self) -> str:

@@ -9,6 +9,8 @@ from learning.classifier import (
     _DIGIT,
     _MATH_GUARDS,
     _MATH_WORDS,
+    _RULES_BY_CHAR,
+    _UNGUARDED_RULES,
     CLASSIFIER_VERSION,
     QUERY_CLASSES,
     _has_code,
@@ -124,3 +126,17 @@ def test_guards_never_change_the_answer(query):
         or (_DIGIT.search(query) and _ARITHMETIC.search(query))
     )
     assert _has_math(query, lowered) == expected_math
+
+
+def test_every_code_rule_is_searched_behind_each_of_its_guards():
+    """The regrouped rules hold each rule's (word, pattern) pairs under each of its guard characters (or
+    unguarded when it has none), and nothing else: a rule left out of a group would never match queries
+    whose only guard character is that one."""
+    expected: dict[str, set[tuple[str, str]]] = {}
+    for chars, words, pattern in _CODE_RULES:
+        for key in chars or [""]:
+            expected.setdefault(key, set()).update((word, pattern.pattern) for word in words)
+    grouped = {char: {(word, p.pattern) for word, p in pairs} for char, pairs in _RULES_BY_CHAR}
+    grouped[""] = {(word, p.pattern) for word, p in _UNGUARDED_RULES}
+    assert grouped == expected
+    assert len(_RULES_BY_CHAR) == len({char for char, _ in _RULES_BY_CHAR})  # one group per character
