@@ -115,5 +115,33 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(all CPU ticks, ticks stolen by the host) of this machine since boot, from /proc/stat; zeros where
+    there is none."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(v) for v in fh.readline().split()[1:]]
+    except OSError:
+        return 0, 0
+    # user nice system idle iowait irq softirq steal [guest guest_nice, already counted in user and nice]
+    return sum(fields[:8]), fields[7] if len(fields) > 7 else 0
+
+
+class StealMeter:
+    """The share of this machine's CPU time that its host gave to others while a phase ran.
+
+    The benchmark runs on a shared virtual machine whose speed drifts: a phase with a high steal ran on
+    less CPU than its neighbours, which explains a slow figure that the code does not.
+    """
+
+    def __init__(self) -> None:
+        self.start = cpu_ticks()
+
+    def percent(self) -> float:
+        total, stolen = cpu_ticks()
+        elapsed = total - self.start[0]
+        return 100 * (stolen - self.start[1]) / elapsed if elapsed > 0 else 0.0
+
+
 def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"

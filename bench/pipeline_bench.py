@@ -27,7 +27,17 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import bucket_quantile, histogram, machine, metric, produce, rss_mib, trace_id, trace_payload
+from bench.common import (
+    StealMeter,
+    bucket_quantile,
+    histogram,
+    machine,
+    metric,
+    produce,
+    rss_mib,
+    trace_id,
+    trace_payload,
+)
 from streams.broker import EmbeddedBroker, free_port
 from streams.sdk import RoutingTableView
 from streams.settings import Settings
@@ -247,9 +257,9 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def extra_drains(bootstrap: str, traces: int, count: int, tmp: Path) -> list[tuple[float, float]]:
+def extra_drains(bootstrap: str, traces: int, count: int, tmp: Path, steals: list[float]) -> list[tuple[float, float]]:
     """``count`` drains before the main one, each of its own fresh traces (topics of their own) by a fresh
-    worker into empty state, stopped before the next starts."""
+    worker into empty state, stopped before the next starts. Appends each drain's CPU steal to ``steals``."""
     results = []
     for i in range(1, count + 1):
         # a consumer group of its own too: a worker stopped in its first generation leaves a ghost member
@@ -267,7 +277,9 @@ def extra_drains(bootstrap: str, traces: int, count: int, tmp: Path) -> list[tup
         log = tmp / f"worker{i}.log"
         worker = start_worker(settings, settings.state_dir, log)
         try:
+            meter = StealMeter()
             results.append(drain(f"http://127.0.0.1:{settings.web_port}/metrics", traces, worker))
+            steals.append(meter.percent())
         except Exception:
             print(f"--- worker log (last lines) ---\n{log.read_text(errors='replace')[-4000:]}", flush=True)
             raise
@@ -344,6 +356,7 @@ def main() -> None:
             super().append(row)
 
     rows = Rows()
+    steal: dict[str, str] = {}
     with EmbeddedBroker(free_port()) as broker, tempfile.TemporaryDirectory() as tmp:
         bs = broker.bootstrap
         settings = Settings(
@@ -365,31 +378,37 @@ def main() -> None:
 
         if not args.throughput_only:
             print("raw produce -> consume latency ...", flush=True)
+            meter = StealMeter()
             raw = asyncio.run(raw_latency(bs, settings, "bench.rawlat", args.rate, args.latency_seconds))
+            steal["raw hop"] = f"{meter.percent():.1f}%"
             rows.append((f"raw aiokafka produce -> consume (one hop) at {args.rate:.0f} traces/s", latency_row(raw)))
 
         if not (args.throughput_only or args.latency_only):
             asyncio.run(create_topic(bs, "bench.naive", 4))
             asyncio.run(produce(bs, "bench.naive", args.naive_traces, prefix="n"))
             print("naive Faust agent ...", flush=True)
-            rows.append(
-                (
-                    "naive Faust agent, one event at a time",
-                    f"{naive_faust(bs, 'bench.naive', args.naive_traces):,.0f} traces/s",
-                )
-            )
+            meter = StealMeter()
+            naive_rate = naive_faust(bs, "bench.naive", args.naive_traces)
+            steal["naive agent"] = f"{meter.percent():.1f}%"
+            rows.append(("naive Faust agent, one event at a time", f"{naive_rate:,.0f} traces/s"))
 
-        drains = [] if args.latency_only else extra_drains(bs, args.traces, args.drains - 1, Path(tmp))
+        drain_steals: list[float] = []
+        drains = [] if args.latency_only else extra_drains(bs, args.traces, args.drains - 1, Path(tmp), drain_steals)
         print("full pipeline ...", flush=True)
         log = Path(tmp) / "worker.log"
         worker = start_worker(settings, Path(tmp) / "state", log)
         try:
+            meter = StealMeter()
             drains.append(drain(url, args.traces, worker))
+            drain_steals.append(meter.percent())
+            steal["drains"] = " / ".join(f"{p:.1f}%" for p in drain_steals)
             rows.append(("tracelearn worker, full pipeline (1 process)", throughput_row(drains, args.traces)))
             if not args.throughput_only:
                 print("latency ...", flush=True)
                 ages = histogram(url, AGE_METRIC)
+                meter = StealMeter()
                 lat = asyncio.run(latency(settings, args.rate, args.latency_seconds))
+                steal["latency phase"] = f"{meter.percent():.1f}%"
                 rows.append((f"produce -> routing update at {args.rate:.0f} traces/s", latency_row(lat)))
                 rows.append(
                     (
@@ -415,6 +434,12 @@ def main() -> None:
             raise
         finally:
             stop_worker(worker)
+        rows.append(
+            (
+                "CPU time the host gave to other machines, by phase (steal, /proc/stat)",
+                ", ".join(f"{phase} {value}" for phase, value in steal.items()),
+            )
+        )
         print("\n| measurement | result |\n|---|---|")
         for name, value in rows:
             print(f"| {name} | {value} |")

@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
+
+import msgspec
+
+# msgspec rather than json.dumps for the JSON text the state stores write: stage 2 stores its whole state
+# (about 20 KB in the demo) with every commit, and json.dumps took about ten times as long to encode it
+# (docs/decisions.md #21). The output is standard JSON that json.loads and SQLite's json_each read as
+# before. Unlike json.dumps it writes NaN and infinities as null; what is stored holds none (stage 1's
+# delta records, which carry the same tables, have gone through msgspec since decisions #15).
+_encode_json = msgspec.json.Encoder().encode
+
+
+def json_text(value: Any) -> str:
+    """``value`` as compact JSON text."""
+    return _encode_json(value).decode()
 
 
 class Consumed(Protocol):
@@ -49,7 +63,7 @@ class OutRecord(NamedTuple):
     seq: int = 0
 
     def headers_json(self) -> str:
-        return json.dumps([[k, v.decode("utf-8", "replace")] for k, v in self.headers])
+        return json_text([[k, v.decode("utf-8", "replace")] for k, v in self.headers])
 
     @staticmethod
     def headers_from_json(raw: str) -> tuple[tuple[str, bytes], ...]:

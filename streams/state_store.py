@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, TypeVar
 from learning.state.ledger import LedgerEntry
 from streams import ledger_rows
 from streams.errors import StateStoreError
-from streams.records import OutRecord, Sender
+from streams.records import OutRecord, Sender, json_text
 from streams.sql_rows import execute_rows, transaction
 
 T = TypeVar("T")
@@ -106,7 +106,7 @@ def _ledger_rows(db: sqlite3.Connection, trace_ids: list[str]) -> dict[str, Ledg
         return {}
     # one JSON array joined against the index: a third cheaper than bound-parameter IN lists, which also
     # needed chunks of 900 (SQLite's parameter limit)
-    rows = db.execute(ledger_rows.SELECT_JSON_EACH, (json.dumps(trace_ids),)).fetchall()
+    rows = db.execute(ledger_rows.SELECT_JSON_EACH, (json_text(trace_ids),)).fetchall()
     return {row[0]: ledger_rows.from_row(row) for row in rows}
 
 
@@ -148,7 +148,7 @@ class PartitionDB:
             source = await self.get_meta("source_id")
             if source is None:
                 source = uuid.uuid4().hex[:12]
-                self.db.execute("INSERT INTO meta (k, v) VALUES ('source_id', ?)", (json.dumps(source),))
+                self.db.execute("INSERT INTO meta (k, v) VALUES ('source_id', ?)", (json_text(source),))
             self.db.commit()
         except Exception as exc:
             raise StateStoreError(
@@ -265,14 +265,14 @@ class PartitionDB:
             "JOIN sft_members AS m ON m.pair_id = j.value AND m.trace_id = (SELECT trace_id FROM sft_members "
             "WHERE pair_id = j.value ORDER BY started_at DESC, trace_id DESC LIMIT 1)"
         )
-        rows = self.db.execute(sql, (json.dumps(pair_ids),)).fetchall()
+        rows = self.db.execute(sql, (json_text(pair_ids),)).fetchall()
         return {row[0]: tuple(row[1:]) for row in rows}
 
     def _sft_pair_texts(self, pair_ids: list[str]) -> dict[str, tuple[str, str, str]]:
         rows = self.db.execute(
             "SELECT p.pair_id, p.input, p.output, p.query_class FROM json_each(?) AS j "
             "JOIN sft_pairs AS p ON p.pair_id = j.value",
-            (json.dumps(pair_ids),),
+            (json_text(pair_ids),),
         ).fetchall()
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
@@ -376,7 +376,7 @@ class PartitionDB:
                 meta["last_seq"] = max(r.seq for r in outbox)
             db.executemany(
                 "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
-                [(k, json.dumps(v)) for k, v in meta.items()],
+                [(k, json_text(v)) for k, v in meta.items()],
             )
             execute_rows(db, "DELETE FROM sft_pairs WHERE pair_id IN (VALUES ", [(pid,) for pid in drop_pairs], ")")
 

@@ -12,8 +12,10 @@ import pytest
 
 from learning.state.contribution import contribution_of
 from learning.state.ledger import LedgerEntry
+from learning.state.tables import LearningState
 from streams import ledger_rows, state_store
 from streams.ledger_rows import COLUMNS, from_row, to_row
+from streams.records import OutRecord
 from streams.sql_rows import transaction
 from streams.state_store import BIG_LOOKUP, PartitionDB
 from tests.factories import make_trace
@@ -206,3 +208,28 @@ async def test_the_commit_of_many_staged_sft_ops_runs_off_the_loop(tmp_path, mon
     assert threads == [True, False, True]
     assert db.db.execute("SELECT COUNT(*) FROM sft_members").fetchone()[0] == 400
     await db.close()
+
+
+def test_meta_and_outbox_headers_read_back_as_the_standard_library_wrote_them(tmp_path):
+    """The store writes its JSON text with msgspec (docs/decisions.md #21): what it reads back must equal
+    what json.dumps would have stored, for a stage-2 snapshot (decayed floats, integer dict keys, integers
+    past 64 bits, non-ASCII text) and for outbox headers."""
+    state = LearningState(half_life=3600.0)
+    for i in range(50):
+        state.add(contribution_of(make_trace(f"t{i}", query="résumé ✓ " * (i % 3), feedback=i / 50)), 1)
+    snapshot = {"state": state.to_json(), "turns": {3: 1, 10: 2}, "big": 2**70 + 1, "text": "naïve ✓"}
+    record = OutRecord("t", b"k", b"v", (("reason", "ünïcode ✓".encode()), ("source_offset", b"7")), 1)
+
+    async def main() -> tuple[object, list[OutRecord]]:
+        db = await PartitionDB(tmp_path / "p0.db").open()
+        await db.commit(meta={"stage2": snapshot}, outbox=db.stage([record]))
+        await db.close()
+        db = await PartitionDB(tmp_path / "p0.db").open()
+        try:
+            return await db.get_meta("stage2"), await db.pending()
+        finally:
+            await db.close()
+
+    saved, pending = asyncio.run(main())
+    assert saved == json.loads(json.dumps(snapshot))
+    assert [r.headers for r in pending] == [(*record.headers, ("tl-seq", b"1"))]
