@@ -12,7 +12,7 @@ import msgspec
 # (about 20 KB in the demo) with every commit, and json.dumps took about ten times as long to encode it
 # (docs/decisions.md #21). The output is standard JSON that json.loads and SQLite's json_each read as
 # before. Unlike json.dumps it writes NaN and infinities as null; what is stored holds none (stage 1's
-# delta records, which carry the same tables, have gone through msgspec since decisions #15).
+# delta records, which carry the same tables, have gone through msgspec since docs/decisions.md #15).
 _encode_json = msgspec.json.Encoder().encode
 
 
