@@ -10,8 +10,14 @@ import random
 import re
 import time
 import urllib.request
+from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
+
+from streams.broker import free_port
+from streams.settings import Settings
+from streams.worker import prepare_topics
 
 QUERIES = [
     "hi there",
@@ -74,6 +80,22 @@ async def produce(bootstrap: str, topic: str, n: int, *, prefix: str = "b", seed
     finally:
         await producer.stop()
     return n / (time.perf_counter() - started)
+
+
+def pipeline_settings(bootstrap: str, state_dir: Path, **overrides: Any) -> Settings:
+    """Settings for a benchmark worker on ``bootstrap`` (topics prefixed "bench", a free metrics port), its
+    topics created."""
+    settings = Settings(
+        **{
+            "bootstrap_servers": bootstrap,
+            "topic_prefix": "bench",
+            "web_port": free_port(),
+            "state_dir": state_dir,
+            **overrides,
+        }
+    )
+    prepare_topics(settings)
+    return settings
 
 
 def metric(url: str, name: str) -> float:

@@ -5,24 +5,27 @@
 Each drain pre-loads ``--traces`` traces into a fresh embedded broker and lets a fresh worker consume
 them (as `pipeline_bench.py`'s drains do). The loop thread's CPU time per trace moves less with this machine's
 phases than the drain's rate, because the rate also depends on the broker and on the SQLite threads getting
-a core. ``--against`` alternates drains of this tree and of another copy of the project (say, ``git archive``
-of an earlier commit), round by round; compare figures of one round.
+a core. ``--against`` alternates drains of this tree's worker and of another copy of the project's (say,
+``git archive`` of an earlier commit), round by round; compare figures of one round.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import pipeline_settings, produce
+from bench.pipeline_bench import ROOT, drain, start_worker, stop_worker
+from streams.broker import EmbeddedBroker, free_port
 
 
 def loop_cpu_seconds(pid: int) -> float:
@@ -32,35 +35,29 @@ def loop_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def one(traces: int) -> tuple[float, float]:
-    """(traces/s, loop CPU microseconds per trace) of one drain by the worker importable from sys.path."""
-    from bench.common import produce
-    from bench.pipeline_bench import drain, start_worker, stop_worker
-    from streams.broker import EmbeddedBroker, free_port
-    from streams.settings import Settings
-    from streams.worker import prepare_topics
+def wait_for_metrics(url: str, worker_alive: Callable[[], bool], timeout: float = 120) -> None:
+    """Wait until the worker serves its metrics page."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline or not worker_alive():
+                raise RuntimeError("the worker did not start; see its log") from None
+            time.sleep(0.05)
 
+
+def one(traces: int, root: Path) -> tuple[float, float]:
+    """(traces/s, loop CPU microseconds per trace) of one drain by the worker of the project at ``root``."""
     with EmbeddedBroker(free_port()) as broker, tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            bootstrap_servers=broker.bootstrap,
-            topic_prefix="bench",
-            web_port=free_port(),
-            state_dir=Path(tmp) / "state",
-        )
-        prepare_topics(settings)
+        settings = pipeline_settings(broker.bootstrap, Path(tmp) / "state")
         asyncio.run(produce(broker.bootstrap, settings.traces_topic, traces))
         url = f"http://127.0.0.1:{settings.web_port}/metrics"
-        worker = start_worker(settings, settings.state_dir, Path(tmp) / "worker.log")
+        worker = start_worker(settings, settings.state_dir, Path(tmp) / "worker.log", root=root)
         try:
-            deadline = time.monotonic() + 120
-            while True:  # the worker's start-up is not part of the drain
-                try:
-                    urllib.request.urlopen(url, timeout=1).close()
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or worker.poll() is not None:
-                        raise RuntimeError("the worker did not start; see its log") from None
-                    time.sleep(0.05)
+            # the worker's start-up is not part of the drain
+            wait_for_metrics(url, lambda: worker.poll() is None)
             before = loop_cpu_seconds(worker.pid)
             rate, _ = drain(url, traces, worker)
             return rate, (loop_cpu_seconds(worker.pid) - before) / traces * 1e6
@@ -68,37 +65,17 @@ def one(traces: int) -> tuple[float, float]:
             stop_worker(worker)
 
 
-def one_in(tree: Path, traces: int) -> tuple[float, float]:
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "drain_cpu.py"), "--one", "--traces", str(traces)],
-        cwd=tree,
-        env={**os.environ, "PYTHONPATH": str(tree)},
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    if out.returncode != 0:
-        raise RuntimeError(f"drain in {tree} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
-    rate, cpu = json.loads(out.stdout.strip().splitlines()[-1])
-    return rate, cpu
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--against", type=Path, help="another copy of the project to compare with")
-    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.one:
-        sys.path.insert(0, str(Path.cwd()))
-        print(json.dumps(one(args.traces)))
-        return
     trees = [("this tree", ROOT)] + ([("--against", args.against.resolve())] if args.against else [])
     print("| round | tree | traces/s | event-loop thread CPU per trace |\n|---|---|---|---|")
     for r in range(1, args.rounds + 1):
         for name, tree in trees:
-            rate, cpu = one_in(tree, args.traces)
+            rate, cpu = one(args.traces, tree)
             print(f"| {r} | {name} | {rate:,.0f} | {cpu:.1f} us |", flush=True)
 
 

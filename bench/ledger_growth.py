@@ -20,11 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine, produce, rss_mib
+from bench.common import machine, pipeline_settings, produce, rss_mib
 from bench.pipeline_bench import drain, start_worker
 from streams.broker import EmbeddedBroker, free_port
-from streams.settings import Settings
-from streams.worker import prepare_topics
 
 
 def segment_rates(samples: list[tuple[float, float]], bounds: list[int]) -> list[float]:
@@ -43,13 +41,7 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=5)
     args = parser.parse_args()
     with EmbeddedBroker(free_port()) as broker, tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            bootstrap_servers=broker.bootstrap,
-            topic_prefix="bench",
-            web_port=free_port(),
-            state_dir=Path(tmp) / "state",
-        )
-        prepare_topics(settings)
+        settings = pipeline_settings(broker.bootstrap, Path(tmp) / "state")
         print(f"producing {args.traces:,} traces ...", flush=True)
         asyncio.run(produce(broker.bootstrap, settings.traces_topic, args.traces))
         url = f"http://127.0.0.1:{settings.web_port}/metrics"

@@ -33,6 +33,7 @@ from bench.common import (
     histogram,
     machine,
     metric,
+    pipeline_settings,
     produce,
     rss_mib,
     trace_id,
@@ -42,7 +43,6 @@ from streams.broker import EmbeddedBroker, free_port
 from streams.sdk import RoutingTableView
 from streams.settings import Settings
 from streams.topics import for_broker
-from streams.worker import prepare_topics
 
 AGE_METRIC = "tracelearn_stage1_fetch_age_seconds"
 
@@ -97,14 +97,15 @@ def naive_faust(bootstrap: str, topic: str, n: int) -> float:
     raise RuntimeError(f"naive agent failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
 
-def start_worker(settings: Settings, state_dir: Path, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def start_worker(settings: Settings, state_dir: Path, log: Path, root: Path = ROOT) -> subprocess.Popen[bytes]:
+    """A worker process running the project at ``root`` (this tree unless given another copy)."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
     for name, value in settings.model_dump(exclude_none=True).items():
         env[f"TRACELEARN_{name.upper()}"] = str(value)
     env["TRACELEARN_STATE_DIR"] = str(state_dir)
     return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker"],
-        cwd=ROOT,
+        cwd=root,
         env=env,
         stdout=open(log, "wb"),
         stderr=subprocess.STDOUT,
@@ -264,14 +265,9 @@ def extra_drains(bootstrap: str, traces: int, count: int, tmp: Path, steals: lis
     for i in range(1, count + 1):
         # a consumer group of its own too: a worker stopped in its first generation leaves a ghost member
         # in the embedded broker's group until its session expires
-        settings = Settings(
-            bootstrap_servers=bootstrap,
-            topic_prefix=f"bench{i}",
-            app_id=f"tracelearn-bench{i}",
-            web_port=free_port(),
-            state_dir=tmp / f"state{i}",
+        settings = pipeline_settings(
+            bootstrap, tmp / f"state{i}", topic_prefix=f"bench{i}", app_id=f"tracelearn-bench{i}"
         )
-        prepare_topics(settings)
         asyncio.run(produce(bootstrap, settings.traces_topic, traces, prefix=f"d{i}-"))
         print(f"full pipeline, drain {i} ...", flush=True)
         log = tmp / f"worker{i}.log"
@@ -359,10 +355,7 @@ def main() -> None:
     steal: dict[str, str] = {}
     with EmbeddedBroker(free_port()) as broker, tempfile.TemporaryDirectory() as tmp:
         bs = broker.bootstrap
-        settings = Settings(
-            bootstrap_servers=bs, topic_prefix="bench", web_port=free_port(), state_dir=Path(tmp) / "state"
-        )
-        prepare_topics(settings)
+        settings = pipeline_settings(bs, Path(tmp) / "state")
         url = f"http://127.0.0.1:{settings.web_port}/metrics"
 
         print(f"producing {args.traces} traces ...", flush=True)
