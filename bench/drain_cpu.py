@@ -14,11 +14,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -35,7 +35,7 @@ def loop_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wait_for_metrics(url: str, worker_alive: Callable[[], bool], timeout: float = 120) -> None:
+def wait_for_metrics(url: str, worker: subprocess.Popen[bytes], timeout: float = 120) -> None:
     """Wait until the worker serves its metrics page."""
     deadline = time.monotonic() + timeout
     while True:
@@ -43,7 +43,7 @@ def wait_for_metrics(url: str, worker_alive: Callable[[], bool], timeout: float 
             urllib.request.urlopen(url, timeout=1).close()
             return
         except OSError:
-            if time.monotonic() > deadline or not worker_alive():
+            if time.monotonic() > deadline or worker.poll() is not None:
                 raise RuntimeError("the worker did not start; see its log") from None
             time.sleep(0.05)
 
@@ -57,7 +57,7 @@ def one(traces: int, root: Path) -> tuple[float, float]:
         worker = start_worker(settings, settings.state_dir, Path(tmp) / "worker.log", root=root)
         try:
             # the worker's start-up is not part of the drain
-            wait_for_metrics(url, lambda: worker.poll() is None)
+            wait_for_metrics(url, worker)
             before = loop_cpu_seconds(worker.pid)
             rate, _ = drain(url, traces, worker)
             return rate, (loop_cpu_seconds(worker.pid) - before) / traces * 1e6

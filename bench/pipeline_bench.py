@@ -258,10 +258,11 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def extra_drains(bootstrap: str, traces: int, count: int, tmp: Path, steals: list[float]) -> list[tuple[float, float]]:
+def extra_drains(bootstrap: str, traces: int, count: int, tmp: Path) -> tuple[list[tuple[float, float]], list[float]]:
     """``count`` drains before the main one, each of its own fresh traces (topics of their own) by a fresh
-    worker into empty state, stopped before the next starts. Appends each drain's CPU steal to ``steals``."""
-    results = []
+    worker into empty state, stopped before the next starts. Returns their results and their CPU steals."""
+    results: list[tuple[float, float]] = []
+    steals: list[float] = []
     for i in range(1, count + 1):
         # a consumer group of its own too: a worker stopped in its first generation leaves a ghost member
         # in the embedded broker's group until its session expires
@@ -284,7 +285,7 @@ def extra_drains(bootstrap: str, traces: int, count: int, tmp: Path, steals: lis
         print(f"  drain {i}: {results[-1][0]:,.0f} traces/s", flush=True)
         # the later phases then run against the same broker contents as with one drain
         asyncio.run(delete_topics(bootstrap, f"{settings.topic_prefix}."))
-    return results
+    return results, steals
 
 
 async def delete_topics(bootstrap: str, prefix: str) -> None:
@@ -385,8 +386,9 @@ def main() -> None:
             steal["naive agent"] = f"{meter.percent():.1f}%"
             rows.append(("naive Faust agent, one event at a time", f"{naive_rate:,.0f} traces/s"))
 
-        drain_steals: list[float] = []
-        drains = [] if args.latency_only else extra_drains(bs, args.traces, args.drains - 1, Path(tmp), drain_steals)
+        drains, drain_steals = (
+            ([], []) if args.latency_only else extra_drains(bs, args.traces, args.drains - 1, Path(tmp))
+        )
         print("full pipeline ...", flush=True)
         log = Path(tmp) / "worker.log"
         worker = start_worker(settings, Path(tmp) / "state", log)
