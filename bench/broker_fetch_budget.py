@@ -23,8 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine
-from bench.pipeline_bench import create_topic
+from bench.common import create_topic, machine
 from streams.broker import EmbeddedBroker, free_port
 
 

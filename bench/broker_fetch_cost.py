@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from pathlib import Path
@@ -20,15 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import machine
-from bench.pipeline_bench import create_topic
+from bench.common import create_topic, machine, newest_fetch_cost
 from streams.broker import EmbeddedBroker, free_port
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def measure(bootstrap: str, broker_pid: int, sizes: list[int], seconds: float) -> list[tuple[int, int, float]]:
@@ -46,14 +38,8 @@ async def measure(bootstrap: str, broker_pid: int, sizes: list[int], seconds: fl
             while stored < size:
                 await producer.send_and_wait("cost", b"x" * 400)
                 stored += 1
-            fetches = 0
-            cpu0, t0 = cpu_seconds(broker_pid), time.perf_counter()
-            while time.perf_counter() - t0 < seconds:
-                consumer.seek(tp, stored - 1)
-                if not await consumer.getmany(tp, timeout_ms=5000):
-                    raise RuntimeError("the newest record was not returned")
-                fetches += 1
-            rows.append((size, fetches, (cpu_seconds(broker_pid) - cpu0) / fetches))
+            fetches, per_fetch = await newest_fetch_cost(consumer, tp, stored - 1, broker_pid, seconds)
+            rows.append((size, fetches, per_fetch))
             print(f"  {size} batches: {fetches} fetches", flush=True)
     finally:
         await producer.stop()

@@ -13,7 +13,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.broker import free_port
 from streams.settings import Settings
@@ -80,6 +81,73 @@ async def produce(bootstrap: str, topic: str, n: int, *, prefix: str = "b", seed
     finally:
         await producer.stop()
     return n / (time.perf_counter() - started)
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process (the broker's, for what its work costs)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def newest_fetch_cost(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, newest: int, broker_pid: int, seconds: float
+) -> tuple[int, float]:
+    """Fetches of the record at offset ``newest`` (an assigned partition's last) for ``seconds``: how
+    many, and the broker's CPU seconds per fetch."""
+    fetches = 0
+    cpu0, t0 = process_cpu_seconds(broker_pid), time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        consumer.seek(tp, newest)
+        if not await consumer.getmany(tp, timeout_ms=5000):
+            raise RuntimeError("the newest record was not returned")
+        fetches += 1
+    return fetches, (process_cpu_seconds(broker_pid) - cpu0) / fetches
+
+
+class BrokerSpeed:
+    """How fast the host runs the embedded broker now: its CPU time per fetch of the newest record of a
+    partition of ``BATCHES`` single-record batches. Each such fetch reads through every batch
+    (docs/decisions.md #19), so the figure moves only with the host. The steal row shows the CPU time the
+    host took away; this shows the host running the broker's work slower, which session 13 saw at 2-3
+    times for a minute with no steal recorded (docs/decisions.md #22). Measure between phases: a phase's
+    own fetches would count."""
+
+    BATCHES = 2_000
+
+    def __init__(self, bootstrap: str, broker_pid: int | None, topic: str = "probe.speed") -> None:
+        if broker_pid is None:
+            raise RuntimeError("the embedded broker is not running")
+        self.bootstrap, self.pid, self.tp = bootstrap, broker_pid, TopicPartition(topic, 0)
+
+    async def fill(self) -> None:
+        await create_topic(self.bootstrap, self.tp.topic, 1)
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=0)
+        await producer.start()
+        try:
+            for _ in range(self.BATCHES):
+                await producer.send_and_wait(self.tp.topic, b"x" * 400, partition=0)
+        finally:
+            await producer.stop()
+
+    async def measure(self, seconds: float = 0.5) -> float:
+        """Milliseconds of broker CPU per fetch."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
+        await consumer.start()
+        try:
+            consumer.assign([self.tp])
+            return 1000 * (await newest_fetch_cost(consumer, self.tp, self.BATCHES - 1, self.pid, seconds))[1]
+        finally:
+            await consumer.stop()
 
 
 def pipeline_settings(bootstrap: str, state_dir: Path, **overrides: Any) -> Settings:

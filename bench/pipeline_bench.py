@@ -23,13 +23,15 @@ import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (
+    BrokerSpeed,
     StealMeter,
     bucket_quantile,
+    create_topic,
     histogram,
     machine,
     metric,
@@ -47,15 +49,6 @@ from streams.topics import for_broker
 AGE_METRIC = "tracelearn_stage1_fetch_age_seconds"
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1)])
-    finally:
-        await admin.close()
 
 
 async def raw_consume(bootstrap: str, topic: str, n: int) -> float:
@@ -354,6 +347,7 @@ def main() -> None:
 
     rows = Rows()
     steal: dict[str, str] = {}
+    speeds: dict[str, float] = {}
     with EmbeddedBroker(free_port()) as broker, tempfile.TemporaryDirectory() as tmp:
         bs = broker.bootstrap
         settings = pipeline_settings(bs, Path(tmp) / "state")
@@ -362,6 +356,9 @@ def main() -> None:
         print(f"producing {args.traces} traces ...", flush=True)
         produce_rate = asyncio.run(produce(bs, settings.traces_topic, args.traces))
         rows.append(("raw aiokafka produce (pre-load)", f"{produce_rate:,.0f} traces/s"))
+        speed = BrokerSpeed(bs, broker.pid)
+        asyncio.run(speed.fill())
+        speeds["at the start"] = asyncio.run(speed.measure())
         if not args.latency_only:
             rows.append(
                 (
@@ -386,6 +383,8 @@ def main() -> None:
             steal["naive agent"] = f"{meter.percent():.1f}%"
             rows.append(("naive Faust agent, one event at a time", f"{naive_rate:,.0f} traces/s"))
 
+        if not args.latency_only:
+            speeds["before the drains"] = asyncio.run(speed.measure())
         drains, drain_steals = (
             ([], []) if args.latency_only else extra_drains(bs, args.traces, args.drains - 1, Path(tmp))
         )
@@ -400,10 +399,12 @@ def main() -> None:
             rows.append(("tracelearn worker, full pipeline (1 process)", throughput_row(drains, args.traces)))
             if not args.throughput_only:
                 print("latency ...", flush=True)
+                speeds["before the latency phase"] = asyncio.run(speed.measure())
                 ages = histogram(url, AGE_METRIC)
                 meter = StealMeter()
                 lat = asyncio.run(latency(settings, args.rate, args.latency_seconds))
                 steal["latency phase"] = f"{meter.percent():.1f}%"
+                speeds["after it"] = asyncio.run(speed.measure())
                 rows.append((f"produce -> routing update at {args.rate:.0f} traces/s", latency_row(lat)))
                 rows.append(
                     (
@@ -433,6 +434,13 @@ def main() -> None:
             (
                 "CPU time the host gave to other machines, by phase (steal, /proc/stat)",
                 ", ".join(f"{phase} {value}" for phase, value in steal.items()),
+            )
+        )
+        rows.append(
+            (
+                f"how fast the host ran the broker: its CPU per fetch of a {BrokerSpeed.BATCHES:,}-batch partition "
+                "(lower is faster)",
+                ", ".join(f"{when} {ms:.2f} ms" for when, ms in speeds.items()),
             )
         )
         print("\n| measurement | result |\n|---|---|")
