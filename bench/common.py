@@ -119,8 +119,8 @@ class BrokerSpeed:
     partition of ``BATCHES`` single-record batches. Each such fetch reads through every batch
     (docs/decisions.md #19), so the figure moves only with the host. The steal row shows the CPU time the
     host took away; this shows the host running the broker's work slower, which session 13 saw at 2-3
-    times for a minute with no steal recorded (docs/decisions.md #22). Measure between phases: a phase's
-    own fetches would count."""
+    times for a minute with no steal recorded (docs/decisions.md #22). Measure while no worker runs: the
+    figure is the whole broker's CPU, and a worker's fetches, even idle ones, would count too."""
 
     BATCHES = 2_000
 

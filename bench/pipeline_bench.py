@@ -399,12 +399,10 @@ def main() -> None:
             rows.append(("tracelearn worker, full pipeline (1 process)", throughput_row(drains, args.traces)))
             if not args.throughput_only:
                 print("latency ...", flush=True)
-                speeds["before the latency phase"] = asyncio.run(speed.measure())
                 ages = histogram(url, AGE_METRIC)
                 meter = StealMeter()
                 lat = asyncio.run(latency(settings, args.rate, args.latency_seconds))
                 steal["latency phase"] = f"{meter.percent():.1f}%"
-                speeds["after it"] = asyncio.run(speed.measure())
                 rows.append((f"produce -> routing update at {args.rate:.0f} traces/s", latency_row(lat)))
                 rows.append(
                     (
@@ -430,6 +428,8 @@ def main() -> None:
             raise
         finally:
             stop_worker(worker)
+        # only while no worker runs: an idle worker's fetches would count too (docs/decisions.md #22)
+        speeds["at the end"] = asyncio.run(speed.measure())
         rows.append(
             (
                 "CPU time the host gave to other machines, by phase (steal, /proc/stat)",
