@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: a broker, fast trace payloads, a metrics reader."""
+"""Shared pieces of the benchmarks: fast trace payloads, topics and worker settings, metrics and CPU-time
+readers, the host's CPU steal and how fast it runs the broker."""
 
 from __future__ import annotations
 
@@ -92,9 +93,11 @@ async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
         await admin.close()
 
 
-def process_cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process (the broker's, for what its work costs)."""
-    with open(f"/proc/{pid}/stat") as fh:
+def process_cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User and system CPU time of a process (the broker's, for what its work costs), or of one of its
+    threads (the worker's main thread is its event loop's)."""
+    path = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
+    with open(path) as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,16 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import pipeline_settings, produce
+from bench.common import pipeline_settings, process_cpu_seconds, produce
 from bench.pipeline_bench import ROOT, drain, start_worker, stop_worker
 from streams.broker import EmbeddedBroker, free_port
-
-
-def loop_cpu_seconds(pid: int) -> float:
-    """User and system CPU time of the process's main thread (the event loop's)."""
-    stat = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for_metrics(url: str, worker: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -58,9 +50,9 @@ def one(traces: int, root: Path) -> tuple[float, float]:
         try:
             # the worker's start-up is not part of the drain
             wait_for_metrics(url, worker)
-            before = loop_cpu_seconds(worker.pid)
+            before = process_cpu_seconds(worker.pid, thread=worker.pid)
             rate, _ = drain(url, traces, worker)
-            return rate, (loop_cpu_seconds(worker.pid) - before) / traces * 1e6
+            return rate, (process_cpu_seconds(worker.pid, thread=worker.pid) - before) / traces * 1e6
         finally:
             stop_worker(worker)
 
