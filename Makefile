@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck unit demo bench clean
+.PHONY: venv test lint typecheck unit tests demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,15 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy learning streams
 
+# the fast loop: every test that needs no broker and no real model weights (about 30 s)
 unit: venv
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest -q -m "not integration and not slow"
+
+# everything, integration tests on a real broker included (they start one unless TRACELEARN_TEST_BOOTSTRAP is set)
+tests: venv
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest -q
 
-test: lint typecheck unit
+test: lint typecheck tests
 
 demo: venv
 	$(BIN)/tracelearn demo

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import create_topic, machine, newest_fetch_cost
-from streams.broker import EmbeddedBroker, free_port
+from streams.kafka.broker import EmbeddedBroker, free_port
 
 
 async def measure(bootstrap: str, broker_pid: int, sizes: list[int], seconds: float) -> list[tuple[int, int, float]]:

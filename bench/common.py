@@ -17,9 +17,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from streams.broker import free_port
+from streams.kafka.broker import free_port
 from streams.settings import Settings
-from streams.worker import prepare_topics
+from streams.worker.service import prepare_topics
 
 QUERIES = [
     "hi there",

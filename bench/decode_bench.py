@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, trace_payload
 from learning.models import FeedbackEvent, parse_trace
-from streams.trace_decoder import FastTrace, decode_feedback, decode_trace
+from streams.worker.trace_decoder import FastTrace, decode_feedback, decode_trace
 
 
 def per_item_us(fn: Callable[[bytes], Any], payloads: list[bytes], repeat: int = 5) -> float:

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import pipeline_settings, process_cpu_seconds, produce
 from bench.pipeline_bench import ROOT, drain, start_worker, stop_worker
-from streams.broker import EmbeddedBroker, free_port
+from streams.kafka.broker import EmbeddedBroker, free_port
 
 
 def wait_for_metrics(url: str, worker: subprocess.Popen[bytes], timeout: float = 120) -> None:

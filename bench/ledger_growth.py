@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import machine, pipeline_settings, produce, rss_mib
 from bench.pipeline_bench import drain, start_worker
-from streams.broker import EmbeddedBroker, free_port
+from streams.kafka.broker import EmbeddedBroker, free_port
 
 
 def segment_rates(samples: list[tuple[float, float]], bounds: list[int]) -> list[float]:

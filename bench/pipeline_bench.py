@@ -41,10 +41,10 @@ from bench.common import (
     trace_id,
     trace_payload,
 )
-from streams.broker import EmbeddedBroker, free_port
+from streams.kafka.broker import EmbeddedBroker, free_port
+from streams.kafka.topics import for_broker
 from streams.sdk import RoutingTableView
 from streams.settings import Settings
-from streams.topics import for_broker
 
 AGE_METRIC = "tracelearn_stage1_fetch_age_seconds"
 

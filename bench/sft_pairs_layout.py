@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streams.sql_rows import execute_rows
-from streams.state_store import SFT_PAIRS_TABLE
+from streams.worker.sql_rows import execute_rows
+from streams.worker.state_store import SFT_PAIRS_TABLE
 
 WITHOUT_ROWID = (
     "CREATE TABLE sft_pairs (pair_id TEXT PRIMARY KEY, input TEXT NOT NULL, output TEXT NOT NULL, "

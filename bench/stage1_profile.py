@@ -22,11 +22,11 @@ from prometheus_client import CollectorRegistry
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import trace_id, trace_payload
-from streams.metrics import WorkerMetrics
-from streams.records import InRecord, OutRecord
-from streams.runtime import tune_interpreter
 from streams.settings import Settings
-from streams.stage1 import Stage1
+from streams.worker.metrics import WorkerMetrics
+from streams.worker.records import InRecord, OutRecord
+from streams.worker.runtime import tune_interpreter
+from streams.worker.stage1 import Stage1
 
 
 async def run(args: argparse.Namespace) -> None:

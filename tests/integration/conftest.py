@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.broker import EmbeddedBroker
+from streams.kafka.broker import EmbeddedBroker
 from streams.settings import Settings
 from tests.integration.harness import WorkerProcess
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.kafka import client_kwargs, seek_to_start, topic_partitions
+from streams.kafka.client import client_kwargs, seek_to_start, topic_partitions
+from streams.kafka.topics import topic_specs
 from streams.settings import Settings
-from streams.topics import topic_specs
-from streams.worker import prepare_topics
+from streams.worker.service import prepare_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,12 +10,12 @@ import logging
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.broker import EmbeddedBroker
 from streams.errors import TopicError
-from streams.kafka import client_kwargs, seek_to_start, topic_partitions
+from streams.kafka.broker import EmbeddedBroker
+from streams.kafka.client import client_kwargs, seek_to_start, topic_partitions
+from streams.kafka.topics import for_broker
 from streams.settings import EMBEDDED_FETCH_WAIT_MS, EMBEDDED_STAGE1_FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS
-from streams.topics import for_broker
-from streams.worker import prepare_topics
+from streams.worker.service import prepare_topics
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ async def test_partitions_of_a_fresh_topic_and_of_a_missing_one(settings):
 
 async def test_fresh_topics_discard_local_state_and_warn_only_when_there_was_some(settings, caplog):
     settings.state_dir.mkdir(parents=True)  # what starting the embedded broker does on a first run
-    with caplog.at_level(logging.WARNING, logger="streams.worker"):
+    with caplog.at_level(logging.WARNING, logger="streams.worker.service"):
         await asyncio.to_thread(prepare_topics, settings)
     assert not settings.state_dir.exists()
     assert "stale local state" not in caplog.text
@@ -38,7 +38,7 @@ async def test_fresh_topics_discard_local_state_and_warn_only_when_there_was_som
     settings.state_dir.mkdir(parents=True)
     (settings.state_dir / "p0.sqlite").write_bytes(b"old")
     fresh = settings.model_copy(update={"topic_prefix": settings.topic_prefix + "b"})
-    with caplog.at_level(logging.WARNING, logger="streams.worker"):
+    with caplog.at_level(logging.WARNING, logger="streams.worker.service"):
         await asyncio.to_thread(prepare_topics, fresh)
     assert not settings.state_dir.exists()
     assert "discarding stale local state" in caplog.text

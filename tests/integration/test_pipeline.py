@@ -17,8 +17,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from learning.miner import mine, sft_pairs
 from learning.models import LearningTrigger, RoutingTableUpdate, SftPair, Trace
 from learning.routing.table import routing_update
-from streams.broker import free_port
-from streams.kafka import client_kwargs
+from streams.kafka.broker import free_port
+from streams.kafka.client import client_kwargs
 from streams.sdk import RoutingTableView, TraceProducer
 from streams.settings import EMBEDDED_FETCH_WAIT_MS, EMBEDDED_STAGE1_FETCH_WAIT_MS, Settings
 from tests.factories import make_trace
@@ -281,7 +281,7 @@ async def test_replay_of_an_openjarvis_store_gives_the_batch_result(
     settings: Settings, worker: WorkerProcess, tmp_path
 ):
     from learning import OpenJarvisTraceStore, TrainingDataMiner
-    from streams.replay import replay
+    from streams.cli.replay import replay
     from tests.openjarvis_db import write_openjarvis_db
 
     traces = fleet(300, seed=9)

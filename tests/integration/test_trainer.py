@@ -15,10 +15,10 @@ from aiokafka import AIOKafkaProducer
 from learning.models import LearningResult, LearningTrigger, SftPair
 from learning.state.contribution import pair_id_of
 from learning.training.registry import AdapterRegistry
-from streams.kafka import client_kwargs
+from streams.kafka.client import client_kwargs
 from streams.settings import Settings
-from streams.trainer import TrainerService
-from streams.worker import prepare_topics
+from streams.trainer.service import TrainerService
+from streams.worker.service import prepare_topics
 from tests.integration.harness import read_topic, wait_until
 from tests.tiny_model import build_tiny_model, tiny_pairs
 

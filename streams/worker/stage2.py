@@ -1,0 +1,467 @@
+"""Stage 2, the global combiner: merges stage-1 deltas into the rolling tables and publishes them.
+
+Input is the single-partition deltas topic (a delta per stage-1 micro-batch, so the load is tiny
+whatever the trace rate). It publishes RoutingTableUpdate per class (compacted, rate-limited, only when
+something material changed), SftPair upserts and tombstones, exactly one LearningTrigger per threshold
+crossing per scope, and AgentConfigUpdate recommendations. Its state and outbox live in SQLite like
+stage 1's; deltas re-sent after a stage-1 restart are dropped by (source, tl-seq) watermark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from learning.evolver import recommend
+from learning.models import AgentConfigUpdate, LearningTrigger, SftPair
+from learning.routing.table import routing_update
+from learning.state.sft import SftChange, SftMember
+from learning.state.tables import LearningState
+from learning.state.triggers import TriggerCounter
+from streams.errors import StateStoreError
+from streams.settings import Settings
+from streams.worker.metrics import WorkerMetrics
+from streams.worker.records import Enqueuer, InRecord, OutRecord, Sender
+from streams.worker.state_store import PREV_HEADER, SEQ_HEADER, PartitionDB
+
+_decode = msgspec.json.decode  # stage 1 writes the deltas with msgspec too (docs/decisions.md #15)
+
+log = logging.getLogger(__name__)
+
+
+def header(record: InRecord | OutRecord, name: str) -> bytes | None:
+    for key, value in record.headers:
+        if key == name:
+            return value
+    return None
+
+
+# how long closing the store waits for the broker to acknowledge what was sent last
+_SETTLE_SECONDS = 10.0
+
+
+def _sending_at_once(send: Sender) -> Enqueuer:
+    """An enqueuer for a sender that cannot leave the acknowledgements to later: it waits for them."""
+
+    async def enqueue(records: list[OutRecord]) -> Awaitable[object]:
+        await send(records)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    return enqueue
+
+
+class Stage2:
+    def __init__(
+        self, settings: Settings, send: Sender, metrics: WorkerMetrics, *, enqueue: Enqueuer | None = None
+    ) -> None:
+        self.settings = settings
+        self.send = send
+        self.enqueue = enqueue or _sending_at_once(send)
+        self.metrics = metrics
+        self.lock = asyncio.Lock()
+        self._db: PartitionDB | None = None
+        # The broker's acknowledgements of what the last batches sent, awaited by a chain of tasks so that
+        # the next batch does not wait for them (docs/decisions.md #19), and the highest outbox number they
+        # cover: the next commit deletes the outbox rows up to it.
+        self._delivery: asyncio.Task[None] | None = None
+        self._acked = 0
+        # whether this worker holds the deltas partition: only then may it apply deltas from its own stage 1
+        self.owner = False
+        self._reset_memory()
+
+    def _reset_memory(self) -> None:
+        self.state = LearningState(half_life=self.settings.half_life_seconds)
+        self.triggers = TriggerCounter(self.settings.sft_trigger_threshold, per_agent=self.settings.trigger_per_agent)
+        self.offsets: dict[tuple[str, int], int] = {}
+        self.watermarks: dict[str, int] = {}
+        self.versions: dict[str, int] = {}
+        self.fingerprints: dict[str, str] = {}
+        self.agent_versions: dict[str, int] = {}
+        self.agent_fingerprints: dict[str, str] = {}
+        self.best: dict[str, str | None] = {}
+        self.sft_count = 0
+        self.dirty: set[str] = set()
+        self.last_publish: dict[str, float] = {}
+
+    @property
+    def db_path(self) -> Path:
+        return self.settings.state_dir / "stage2" / "p0.db"
+
+    async def _load(self) -> PartitionDB:
+        if self._db is not None:
+            return self._db
+        db = await PartitionDB(self.db_path).open()
+        self._reset_memory()
+        self._acked = 0
+        saved = await db.get_meta("stage2")
+        if saved:
+            self.state = LearningState.from_json(saved["state"])
+            self.state.half_life = self.settings.half_life_seconds
+            self.triggers.load_json(saved["triggers"])
+            self.watermarks = saved["watermarks"]
+            self.versions = saved["versions"]
+            self.fingerprints = saved["fingerprints"]
+            self.agent_versions = saved["agent_versions"]
+            self.agent_fingerprints = saved["agent_fingerprints"]
+            self.best = saved["best"]
+            self.sft_count = saved["sft_count"]
+        self.offsets = await db.offsets()
+        # a crash may have left classes changed but unpublished
+        self.dirty = set(self.state.classes) | set(self.fingerprints)
+        self._db = db
+        await db.deliver(self.send)
+        return db
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            "state": self.state.to_json(),
+            "triggers": self.triggers.to_json(),
+            "watermarks": self.watermarks,
+            "versions": self.versions,
+            "fingerprints": self.fingerprints,
+            "agent_versions": self.agent_versions,
+            "agent_fingerprints": self.agent_fingerprints,
+            "best": self.best,
+            "sft_count": self.sft_count,
+        }
+
+    async def forget(self) -> None:
+        async with self.lock:
+            self.owner = False
+            if self._db is not None:
+                await self._settle(self._db)
+                await self._db.close()
+                self._db = None
+
+    async def settle(self) -> None:
+        """Wait (a while) for the broker to acknowledge what was sent, and delete it from the outbox."""
+        async with self.lock:
+            if self._db is not None:
+                await self._settle(self._db)
+
+    async def _settle(self, db: PartitionDB) -> None:
+        """Wait (a while) for the last sends' acknowledgements and delete what they cover; what stays in
+        the outbox is sent again by whoever loads this store next."""
+        await self._end_delivery(wait=_SETTLE_SECONDS)
+        if self._acked:
+            await db.acknowledge(self._acked)
+            self._acked = 0
+
+    async def close(self) -> None:
+        await self.forget()
+
+    # -- batches ----------------------------------------------------------------------------------
+    async def process(self, records: list[InRecord]) -> None:
+        """Apply deltas consumed from the deltas topic (re-deliveries and repeats are dropped)."""
+        started = time.perf_counter()
+        async with self.lock:
+            db = await self._load()
+            offsets = dict(self.offsets)
+            fresh: list[tuple[str, int, bytes | None]] = []
+            for record in records:
+                key = (record.topic, record.partition)
+                if record.offset < offsets.get(key, 0):
+                    self.metrics.duplicates.inc()
+                    continue
+                offsets[key] = record.offset + 1
+                raw_seq = header(record, SEQ_HEADER)
+                fresh.append(((record.key or b"").decode(), int(raw_seq) if raw_seq else 0, record.value))
+            applied = await self._apply(db, fresh, offsets)
+            self.metrics.deltas_applied.labels("topic").inc(applied)
+        self.metrics.batch_seconds.labels("stage2").observe(time.perf_counter() - started)
+        self.metrics.batch_size.labels("stage2").observe(applied)
+
+    async def process_local(self, records: list[OutRecord]) -> None:
+        """Apply delta records that a stage 1 in this process has just committed, before the broker
+        delivers them (docs/decisions.md #16).
+
+        Only while this worker owns the deltas partition, and per source only a record whose
+        predecessor (its ``tl-prev``) is the last one applied: everything else waits for the topic,
+        whose copies of what is applied here are dropped as repeats.
+        """
+        started = time.perf_counter()
+        async with self.lock:
+            if not self.owner:
+                return
+            db = await self._load()
+            last = dict(self.watermarks)
+            fresh: list[tuple[str, int, bytes | None]] = []
+            for record in records:
+                source = (record.key or b"").decode()
+                prev = header(record, PREV_HEADER)
+                if prev is None or int(prev) != last.get(source, 0):
+                    continue
+                last[source] = record.seq
+                fresh.append((source, record.seq, record.value))
+            if not fresh:
+                return
+            applied = await self._apply(db, fresh, None)
+            self.metrics.deltas_applied.labels("local").inc(applied)
+        self.metrics.batch_seconds.labels("stage2").observe(time.perf_counter() - started)
+        self.metrics.batch_size.labels("stage2").observe(applied)
+
+    async def _apply(
+        self, db: PartitionDB, records: list[tuple[str, int, bytes | None]], offsets: dict[tuple[str, int], int] | None
+    ) -> int:
+        """Merge (source, tl-seq, value) deltas past their source's watermark, commit, publish; returns
+        how many were applied. ``offsets``: the deltas topic's next offsets after these records.
+
+        If anything fails, the tables in memory may be ahead of the last commit (and a watermark in
+        memory would drop the topic's copy of a delta that was never stored): the next batch starts again
+        from the committed state.
+        """
+        try:
+            return await self._merge_commit_send(db, records, offsets)
+        except BaseException:
+            await self._restart_from_commit(db)
+            raise
+
+    async def _restart_from_commit(self, db: PartitionDB) -> None:
+        """Drop what is in memory: the next batch loads the last committed state and sends again what
+        the outbox holds (called under the lock)."""
+        self._db = None
+        await self._end_delivery(wait=0.0)
+        await db.close()
+
+    async def _end_delivery(self, *, wait: float) -> None:
+        """Give the wait for acknowledgements ``wait`` seconds to finish, then cancel it; the outbox keeps
+        whatever it did not see acknowledged."""
+        delivery, self._delivery = self._delivery, None
+        if delivery is None:
+            return
+        if wait:
+            await asyncio.wait({delivery}, timeout=wait)
+        delivery.cancel()
+        await asyncio.gather(delivery, return_exceptions=True)
+
+    async def _merge_commit_send(
+        self, db: PartitionDB, records: list[tuple[str, int, bytes | None]], offsets: dict[tuple[str, int], int] | None
+    ) -> int:
+        ops: list[list[Any]] = []
+        touched_classes: set[str] = set()
+        applied = 0
+        for source, seq, value in records:
+            if seq <= self.watermarks.get(source, 0):
+                self.metrics.duplicates.inc()
+                continue
+            self.watermarks[source] = seq
+            message = _decode(value or b"{}")
+            if message.get("state"):
+                delta = LearningState.from_json(message["state"])
+                self.state.merge(delta)
+                touched_classes.update(delta.classes)
+            ops.extend(message.get("sft") or [])
+            applied += 1
+        out: list[OutRecord] = []
+        dropped: list[str] = []
+        if ops:
+            out += await self._apply_sft(db, ops, dropped)
+        self.dirty |= touched_classes
+        out += self._publishable(time.time())
+        if applied or out:
+            # the topic's offsets as far as consumed (the local path consumes none)
+            stored = offsets if offsets is not None else self.offsets
+            await self._commit_and_send(db, out, offsets=stored, drop_pairs=dropped)
+        # else: nothing but repeats (copies of deltas applied from this process): their offsets are kept
+        # in memory and stored with the next commit; a re-delivery of repeats is harmless
+        if offsets is not None:
+            self.offsets = offsets
+        return applied
+
+    async def tick(self) -> None:
+        """Publish classes whose update was held back by the rate limit."""
+        # a batch in progress publishes what is due itself
+        if not self.dirty or self._db is None or self.lock.locked():
+            return
+        async with self.lock:
+            db = self._db
+            if db is None:
+                return
+            out = self._publishable(time.time())
+            if out:
+                try:
+                    await self._commit_and_send(db, out)
+                except BaseException:
+                    await self._restart_from_commit(db)
+                    raise
+
+    async def _commit_and_send(
+        self,
+        db: PartitionDB,
+        out: list[OutRecord],
+        *,
+        offsets: dict[tuple[str, int], int] | None = None,
+        drop_pairs: list[str] | None = None,
+    ) -> None:
+        """Commit the state with ``out`` in the outbox, then queue ``out`` in the producer. A task waits for
+        the broker's acknowledgement, after the previous batch's, so the lock is not held for it; the next
+        commit deletes the outbox rows acknowledged by then."""
+        staged = db.stage(out)
+        await db.commit(
+            offsets=offsets,
+            outbox=staged,
+            meta={"stage2": self._snapshot()},
+            drop_pairs=drop_pairs or (),
+            acknowledged=self._acked,
+        )
+        previous = self._delivery
+        if previous is not None and previous.done():
+            self._delivery = None
+            if previous.cancelled():
+                raise StateStoreError("stage 2's wait for the broker's acknowledgement was cancelled")
+            error = previous.exception()
+            if error is not None:
+                # raised after the commit, as a failed send was: this batch's records are in the outbox,
+                # and the caller's restart sends them again with everything else not acknowledged
+                raise error
+            previous = None
+        if staged:
+            acks = await self.enqueue(staged)
+            self._delivery = asyncio.create_task(self._acknowledged(db, previous, acks, staged[-1].seq))
+
+    async def _acknowledged(
+        self, db: PartitionDB, previous: asyncio.Task[None] | None, acks: Awaitable[object], upto: int
+    ) -> None:
+        """Wait for ``acks`` and for the previous batch's; then outbox rows up to ``upto`` may go."""
+        own, *before = await asyncio.gather(acks, *([previous] if previous else []), return_exceptions=True)
+        if isinstance(own, BaseException):
+            log.warning(
+                "stage 2: records up to outbox number %d were not acknowledged (%s); they stay in the "
+                "outbox and are sent again",
+                upto,
+                own,
+            )
+            raise own
+        for outcome in before:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        if self._db is db:
+            self._acked = max(self._acked, upto)
+
+    # -- SFT pairs and triggers -------------------------------------------------------------------
+    async def _apply_sft(self, db: PartitionDB, ops: list[list[Any]], dropped: list[str]) -> list[OutRecord]:
+        """Apply membership ops in SQLite and publish each pair whose representative changed.
+
+        Only the touched pairs' newest members are read (indexed), before and after, so the cost is per
+        op, not per stored member. Trigger counting sees one change per touched pair, in op order; a pair
+        that appears and disappears within one micro-batch never counts.
+        """
+        pair_ids, before, after, texts = await db.apply_sft_ops(ops)
+        last_op = {op[1]: i for i, op in enumerate(ops)}
+        out: list[OutRecord] = []
+        changes: list[SftChange] = []
+        now = time.time()
+        for pid in sorted(pair_ids, key=last_op.__getitem__):
+            old = SftMember(*before[pid]) if pid in before else None
+            rep = SftMember(*after[pid]) if pid in after else None
+            if rep == old:
+                continue
+            changes.append(SftChange(pid, old, rep))
+            if rep is None:
+                dropped.append(pid)
+                self.sft_count -= 1
+                out.append(OutRecord(self.settings.sft_topic, pid.encode(), None))
+                continue
+            if old is None:
+                self.sft_count += 1
+            text = texts[pid]
+            value = SftPair(
+                pair_id=pid,
+                input=text[0],
+                output=text[1],
+                query_class=text[2],
+                model=rep.model,
+                agent=rep.agent,
+                feedback=rep.feedback,
+                trace_id=rep.trace_id,
+                started_at=rep.started_at,
+            )
+            out.append(OutRecord(self.settings.sft_topic, pid.encode(), value.model_dump_json().encode()))
+        for due in self.triggers.observe(changes):
+            trigger = LearningTrigger(
+                cycle_id=due.cycle_id,
+                scope=due.scope,
+                cycle_number=due.cycle_number,
+                pair_count=due.pair_count,
+                threshold=self.settings.sft_trigger_threshold,
+                created_at=now,
+            )
+            out.append(OutRecord(self.settings.triggers_topic, due.scope.encode(), trigger.model_dump_json().encode()))
+            self.metrics.triggers.inc()
+            log.info("learning trigger %s (%d pairs)", due.cycle_id, due.pair_count)
+        self.metrics.sft_pairs.set(self.sft_count)
+        for scope, count in self.triggers.scopes.items():
+            self.metrics.sft_pending.labels(scope).set(count.pairs - count.at_last_cycle)
+        return out
+
+    # -- routing tables and agent configs ---------------------------------------------------------
+    def _publishable(self, now: float) -> list[OutRecord]:
+        settings = self.settings
+        out: list[OutRecord] = []
+        for name in sorted(self.dirty):
+            if now - self.last_publish.get(name, 0.0) < settings.routing_publish_interval:
+                continue
+            self.dirty.discard(name)
+            self.last_publish[name] = now
+            cls = self.state.classes.get(name)
+            if cls is None:
+                if name in self.fingerprints:
+                    del self.fingerprints[name]
+                    out.append(OutRecord(settings.routing_topic, name.encode(), None))
+                    self.metrics.set_best(name, None, self.best.pop(name, None))
+                continue
+            update = routing_update(
+                name,
+                cls,
+                rule=settings.ranking_rule,
+                min_samples=settings.min_samples,
+                version=self.versions.get(name, 0) + 1,
+                half_life=settings.half_life_seconds,
+                now=now,
+            )
+            # the decayed count moves with the clock alone; it is not a material change
+            fingerprint = update.model_dump_json(
+                exclude={"updated_at": True, "version": True, "models": {"__all__": {"decayed_count"}}}
+            )
+            self.metrics.class_samples.labels(name).set(cls.count)
+            if fingerprint != self.fingerprints.get(name):
+                self.fingerprints[name] = fingerprint
+                self.versions[name] = update.version
+                out.append(OutRecord(settings.routing_topic, name.encode(), update.model_dump_json().encode()))
+                self.metrics.routing_updates.labels(name).inc()
+                self.metrics.set_best(name, update.best_model, self.best.get(name))
+                self.best[name] = update.best_model
+            out.extend(self._agent_config(name, now))
+        return out
+
+    def _agent_config(self, name: str, now: float) -> list[OutRecord]:
+        cls = self.state.classes.get(name)
+        rec = recommend(name, cls) if cls is not None else None
+        if rec is None:
+            return []
+        fingerprint = json.dumps([rec["recommended_agent"], rec["recommended_tools"], rec["recommended_max_turns"]])
+        if self.agent_fingerprints.get(name) == fingerprint:
+            return []
+        self.agent_fingerprints[name] = fingerprint
+        agent = rec["recommended_agent"]
+        self.agent_versions[agent] = self.agent_versions.get(agent, 0) + 1
+        update = AgentConfigUpdate(
+            agent=agent,
+            query_class=name,
+            tools=rec["recommended_tools"],
+            max_turns=rec["recommended_max_turns"],
+            sample_count=rec["sample_count"],
+            version=self.agent_versions[agent],
+            updated_at=now,
+        )
+        self.metrics.agent_configs.inc()
+        return [OutRecord(self.settings.agent_configs_topic, agent.encode(), update.model_dump_json().encode())]

@@ -1,0 +1,404 @@
+"""A processor's durable local state: one SQLite file per source partition.
+
+Each micro-batch commits, in one transaction: the per-trace ledger rows it changed, the source offsets it
+consumed up to, and the records it will produce (the outbox). Records are sent after the commit and
+deleted once the broker acknowledged them; after a crash the leftover outbox is sent again (consumers
+de-duplicate by source and sequence). Consumed offsets are acknowledged to Kafka only after the commit,
+and records below the stored offsets are skipped on re-delivery, so a restart neither loses nor
+double-counts anything. WAL with synchronous=NORMAL survives a killed process (not a power cut).
+
+Reads run on the event loop's connection (WAL: they see the last commit and never wait for a writer),
+except ledger lookups of more than ``BIG_LOOKUP`` ids, which run in a thread on a read-only connection of
+their own while the loop goes on (docs/decisions.md #17). Writes of more than ``BIG_BATCH`` rows run in a
+worker thread, where SQLite works without holding the GIL: under load stage 2's writes used to stall the
+loop, stage 1's batches included; small ones stay on the loop, where a thread hop would add more latency
+than the statements take (docs/decisions.md #13).
+Statements use multi-row forms (:mod:`streams.worker.sql_rows`), never one statement per row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+from learning.state.ledger import LedgerEntry
+from streams.errors import StateStoreError
+from streams.worker import ledger_rows
+from streams.worker.records import OutRecord, Sender, json_text
+from streams.worker.sql_rows import execute_rows, transaction
+
+T = TypeVar("T")
+
+SEQ_HEADER = "tl-seq"
+# on stage 1's delta records: the tl-seq of the same source's previous delta record (0: none)
+PREV_HEADER = "tl-prev"
+# Above this many rows a write runs in a worker thread.
+BIG_BATCH = 256
+# Above this many ids a ledger lookup runs in a thread: with a large ledger, SQLite's index search
+# (reading pages the cache does not hold) took 4 us an id on the event loop's thread
+BIG_LOOKUP = 256
+# Lookups have threads of their own: in the default executor they would queue behind the commits
+# they are meant to overlap. One per partition that a batch prepares at once is enough.
+_LOOKUPS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="tracelearn-lookup")
+
+# An ordinary rowid table with a unique index, not WITHOUT ROWID keyed by the pair id: pair ids are hashes,
+# and inserting wide rows (the pair's text) at random keys rewrote a full leaf page per pair (200,000
+# distinct pairs: 78-81 us a pair, against 32-36 with the index; bench/sft_pairs_layout.py).
+SFT_PAIRS_TABLE = """CREATE TABLE IF NOT EXISTS sft_pairs (pair_id TEXT NOT NULL UNIQUE, input TEXT NOT NULL,
+    output TEXT NOT NULL, query_class TEXT NOT NULL)"""
+
+_SCHEMA = (
+    ledger_rows.SCHEMA
+    + SFT_PAIRS_TABLE
+    + """;
+CREATE TABLE IF NOT EXISTS offsets (topic TEXT NOT NULL, part INTEGER NOT NULL, next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, part));
+CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, key BLOB, value BLOB,
+    headers TEXT NOT NULL DEFAULT '[]');
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sft_members (pair_id TEXT NOT NULL, trace_id TEXT NOT NULL, started_at REAL NOT NULL,
+    model TEXT NOT NULL, agent TEXT NOT NULL, feedback REAL NOT NULL, PRIMARY KEY (pair_id, trace_id))
+    WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sft_members_newest ON sft_members (pair_id, started_at DESC, trace_id DESC);
+"""
+)
+
+
+def _migrate_sft_pairs(db: sqlite3.Connection) -> int:
+    """Copy an ``sft_pairs`` table of the WITHOUT ROWID layout into the current one; returns the pairs moved.
+
+    One transaction: a crash part-way leaves the old table as it was.
+    """
+    row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'sft_pairs'").fetchone()
+    if row is None or "WITHOUT ROWID" not in row[0].upper():
+        return 0
+    with transaction(db, immediate=True):
+        db.execute("ALTER TABLE sft_pairs RENAME TO sft_pairs_without_rowid")
+        db.execute(SFT_PAIRS_TABLE)
+        moved = db.execute(
+            "INSERT INTO sft_pairs (pair_id, input, output, query_class) "
+            "SELECT pair_id, input, output, query_class FROM sft_pairs_without_rowid"
+        ).rowcount
+        db.execute("DROP TABLE sft_pairs_without_rowid")
+    return moved
+
+
+class SftOpsResult(NamedTuple):
+    pair_ids: list[str]  # touched pairs, in first-op order
+    before: dict[str, tuple[Any, ...]]
+    after: dict[str, tuple[Any, ...]]
+    texts: dict[str, tuple[str, str, str]]
+
+
+# A statement that finds the database locked by the other connection waits this long instead of failing.
+_BUSY_MS = 30_000
+
+
+def _ledger_rows(db: sqlite3.Connection, trace_ids: list[str]) -> dict[str, LedgerEntry]:
+    if not trace_ids:
+        return {}
+    # one JSON array joined against the index: a third cheaper than bound-parameter IN lists, which also
+    # needed chunks of 900 (SQLite's parameter limit)
+    rows = db.execute(ledger_rows.SELECT_JSON_EACH, (json_text(trace_ids),)).fetchall()
+    return {row[0]: ledger_rows.from_row(row) for row in rows}
+
+
+class PartitionDB:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+        # Big batches are written by a worker thread on a connection of their own, so that the event loop
+        # keeps reading (WAL: readers see the last commit) while a batch is being written.
+        self._writer: sqlite3.Connection | None = None
+        # big ledger lookups (lookup_ledger) run in a thread on this one, under _read_lock
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+        self.source_id = ""
+        self.next_seq = 1
+        # Held by every statement batch that may run in a worker thread, and by close(): a task cancelled
+        # at shutdown leaves its thread running, and closing the connection under it crashed the process.
+        self._lock = threading.Lock()
+        # the outbox may hold records that were never sent: at open (a crash) and after a failed send
+        self._unsent = True
+        # rows written by apply_sft_ops into the transaction that the next commit ends: that COMMIT writes
+        # their pages, so they count towards running it in a thread
+        self._staged_rows = 0
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StateStoreError(f"state store {self.path} is not open")
+        return self._db
+
+    async def open(self) -> PartitionDB:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = self._connect()
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.executescript(_SCHEMA)
+            ledger_rows.migrate_json_ledger(self.db)
+            _migrate_sft_pairs(self.db)
+            source = await self.get_meta("source_id")
+            if source is None:
+                source = uuid.uuid4().hex[:12]
+                self.db.execute("INSERT INTO meta (k, v) VALUES ('source_id', ?)", (json_text(source),))
+            self.db.commit()
+        except Exception as exc:
+            raise StateStoreError(
+                f"cannot open state store {self.path}: {exc}. Stop the worker, move the state directory aside "
+                "and restart (the state is rebuilt from the topics' retained data)."
+            ) from exc
+        self.source_id = str(source)
+        row = self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()
+        last_seq = await self.get_meta("last_seq") or 0
+        self.next_seq = max(int(row[0]) if row else 0, int(last_seq)) + 1
+        return self
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False)
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(f"PRAGMA busy_timeout={_BUSY_MS}")
+        return db
+
+    def _writer_db(self) -> sqlite3.Connection:
+        if self._writer is None:
+            self._writer = self._connect()
+        return self._writer
+
+    async def close(self) -> None:
+        with self._lock, self._read_lock:  # waits (at most one batch) for a thread still writing or reading
+            for db in (self._writer, self._reader, self._db):
+                if db is not None:
+                    db.close()
+            self._db = self._writer = self._reader = None
+
+    # -- reads ------------------------------------------------------------------------------------
+    async def get_meta(self, key: str) -> Any:
+        row = self.db.execute("SELECT v FROM meta WHERE k = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    async def offsets(self) -> dict[tuple[str, int], int]:
+        rows = self.db.execute("SELECT topic, part, next_offset FROM offsets").fetchall()
+        return {(t, p): o for t, p, o in rows}
+
+    async def ledger_entries(self, trace_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+        """The committed ledger entries of these trace ids (those that have one)."""
+        return await self.lookup_ledger(list(trace_ids))
+
+    def lookup_ledger(self, trace_ids: list[str]) -> asyncio.Future[dict[str, LedgerEntry]]:
+        """:meth:`ledger_entries` as a future. More than ``BIG_LOOKUP`` ids are looked up in a thread that
+        starts at once, so that the caller can go on (stage 1 parses the next partition's records) while
+        SQLite searches the index without holding the GIL. The lookup sees the last commit."""
+        loop = asyncio.get_running_loop()
+        if len(trace_ids) > BIG_LOOKUP:
+            return loop.run_in_executor(_LOOKUPS, self._read_ledger, trace_ids)
+        found = loop.create_future()
+        try:
+            found.set_result(_ledger_rows(self.db, trace_ids))
+        except Exception as exc:
+            found.set_exception(exc)
+        return found
+
+    def _read_ledger(self, trace_ids: list[str]) -> dict[str, LedgerEntry]:
+        with self._read_lock:
+            if self._db is None:  # closed while this lookup waited for a thread
+                raise StateStoreError(f"state store {self.path} is not open")
+            if self._reader is None:
+                self._reader = self._connect()
+                self._reader.execute("PRAGMA query_only=ON")
+            return _ledger_rows(self._reader, trace_ids)
+
+    async def apply_sft_ops(self, ops: list[list[Any]]) -> SftOpsResult:
+        """Apply SFT membership ops (in a thread when there are many) inside a transaction that the next
+        :meth:`commit` ends.
+
+        Returns the newest member of each touched pair before and after, and the texts of the pairs
+        that still have one. Nothing else may use this store until that commit (stage 2 holds its lock).
+        """
+        return await self._write(len(ops), self._apply_sft_ops, ops)
+
+    def _apply_sft_ops(self, ops: list[list[Any]]) -> SftOpsResult:
+        db = self.db
+        pair_ids = list(dict.fromkeys(op[1] for op in ops))
+        try:
+            before = self._sft_representatives(pair_ids)
+            # only the last op per (pair, trace) matters, which makes the grouped statements order-free
+            final: dict[tuple[str, str], list[Any]] = {}
+            for op in ops:
+                final[(op[1], op[2])] = op
+            removals = [key for key, op in final.items() if op[0] == "-"]
+            additions = [op for op in final.values() if op[0] == "+"]
+            execute_rows(db, "DELETE FROM sft_members WHERE (pair_id, trace_id) IN (VALUES ", removals, ")")
+            execute_rows(
+                db,
+                "INSERT OR REPLACE INTO sft_members (pair_id, trace_id, started_at, model, agent, feedback) VALUES ",
+                [(op[1], op[2], float(op[3]), op[4], op[5], float(op[6])) for op in additions],
+            )
+            execute_rows(
+                db,
+                "INSERT OR IGNORE INTO sft_pairs (pair_id, input, output, query_class) VALUES ",
+                [(op[1], op[8], op[9], op[7]) for op in additions],
+            )
+            after = self._sft_representatives(pair_ids)
+            texts = self._sft_pair_texts([pid for pid in pair_ids if pid in after])
+        except BaseException:
+            db.rollback()
+            self._staged_rows = 0
+            raise
+        self._staged_rows += len(removals) + 2 * len(additions)
+        return SftOpsResult(pair_ids, before, after, texts)
+
+    def _sft_representatives(self, pair_ids: list[str]) -> dict[str, tuple[Any, ...]]:
+        """The newest member (trace_id, started_at, model, agent, feedback) of each pair that has one.
+
+        One statement with an index seek per pair; it sees the open transaction's own writes.
+        """
+        sql = (
+            "SELECT m.pair_id, m.trace_id, m.started_at, m.model, m.agent, m.feedback FROM json_each(?) AS j "
+            "JOIN sft_members AS m ON m.pair_id = j.value AND m.trace_id = (SELECT trace_id FROM sft_members "
+            "WHERE pair_id = j.value ORDER BY started_at DESC, trace_id DESC LIMIT 1)"
+        )
+        rows = self.db.execute(sql, (json_text(pair_ids),)).fetchall()
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+    def _sft_pair_texts(self, pair_ids: list[str]) -> dict[str, tuple[str, str, str]]:
+        rows = self.db.execute(
+            "SELECT p.pair_id, p.input, p.output, p.query_class FROM json_each(?) AS j "
+            "JOIN sft_pairs AS p ON p.pair_id = j.value",
+            (json_text(pair_ids),),
+        ).fetchall()
+        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    async def pending(self) -> list[OutRecord]:
+        rows = self.db.execute("SELECT seq, topic, key, value, headers FROM outbox ORDER BY seq").fetchall()
+        return [
+            OutRecord(topic, key, value, OutRecord.headers_from_json(headers), seq)
+            for seq, topic, key, value, headers in rows
+        ]
+
+    async def deliver(self, send: Sender, staged: list[OutRecord] | None = None) -> None:
+        """Send what the outbox holds, then delete it. ``staged`` is what the last commit wrote: when
+        every earlier record went out, that is the whole outbox and it is not read back."""
+        records = staged if staged is not None and not self._unsent else await self.pending()
+        if not records:
+            self._unsent = False
+            return
+        self._unsent = True
+        await send(records)
+        await self.acknowledge(records[-1].seq)
+        self._unsent = False
+
+    # -- writes -----------------------------------------------------------------------------------
+    def stage(self, records: list[OutRecord]) -> list[OutRecord]:
+        """Give records their outbox sequence numbers (written by the next :meth:`commit`).
+
+        The number also travels in the ``tl-seq`` header, so that a consumer can drop a record that a
+        restart sent twice: (record key = source id, tl-seq) is unique.
+        """
+        staged = []
+        for record in records:
+            headers = (*record.headers, (SEQ_HEADER, str(self.next_seq).encode()))
+            staged.append(OutRecord(record.topic, record.key, record.value, headers, self.next_seq))
+            self.next_seq += 1
+        return staged
+
+    async def commit(
+        self,
+        *,
+        ledger: list[tuple[Any, ...]] | None = None,
+        offsets: dict[tuple[str, int], int] | None = None,
+        outbox: list[OutRecord] | None = None,
+        meta: dict[str, Any] | None = None,
+        drop_pairs: Iterable[str] = (),
+        acknowledged: int = 0,
+    ) -> None:
+        """One atomic transaction for everything a batch changed (in a thread when it is big).
+
+        ``ledger`` holds rows of :func:`streams.ledger_rows.to_row`. ``acknowledged``: outbox rows up to
+        this sequence number were acknowledged by the broker and go. Commits must not overlap: the caller
+        awaits one before it starts the next.
+        """
+        db = self.db
+        # statements staged on the loop's connection (apply_sft_ops) commit with the batch, on that connection
+        writer = db if db.in_transaction else self._writer_db()
+        size = len(ledger or ()) + len(outbox or ()) + self._staged_rows
+        self._staged_rows = 0
+        await self._write(size, self._commit, writer, ledger, offsets, outbox, meta, drop_pairs, acknowledged)
+
+    async def _write(self, size: int, fn: Callable[..., T], *args: Any) -> T:
+        if size > BIG_BATCH:
+            return await asyncio.to_thread(self._locked, fn, *args)
+        return self._locked(fn, *args)
+
+    def _locked(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            return fn(*args)
+
+    def _commit(
+        self,
+        db: sqlite3.Connection,
+        ledger: list[tuple[Any, ...]] | None,
+        offsets: dict[tuple[str, int], int] | None,
+        outbox: list[OutRecord] | None,
+        meta: dict[str, Any] | None,
+        drop_pairs: Iterable[str],
+        acknowledged: int = 0,
+    ) -> None:
+        if self._db is None:  # closed while this batch waited for the lock
+            raise StateStoreError(f"state store {self.path} is not open")
+        with transaction(db):
+            if acknowledged:
+                db.execute("DELETE FROM outbox WHERE seq <= ?", (acknowledged,))
+            if ledger:
+                ledger_rows.upsert(db, ledger)
+            if offsets:
+                db.executemany(
+                    "INSERT INTO offsets (topic, part, next_offset) VALUES (?, ?, ?) "
+                    "ON CONFLICT(topic, part) DO UPDATE SET next_offset = excluded.next_offset",
+                    [(t, p, o) for (t, p), o in offsets.items()],
+                )
+            if outbox:
+                execute_rows(
+                    db,
+                    "INSERT INTO outbox (seq, topic, key, value, headers) VALUES ",
+                    [(r.seq, r.topic, r.key, r.value, r.headers_json()) for r in outbox],
+                )
+            meta = dict(meta or {})
+            if outbox:
+                # the highest number ever handed out survives the outbox rows' deletion after sending
+                meta["last_seq"] = max(r.seq for r in outbox)
+            db.executemany(
+                "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                [(k, json_text(v)) for k, v in meta.items()],
+            )
+            execute_rows(db, "DELETE FROM sft_pairs WHERE pair_id IN (VALUES ", [(pid,) for pid in drop_pairs], ")")
+
+    async def acknowledge(self, upto_seq: int) -> None:
+        # in a thread: a commit may run SQLite's WAL checkpoint, which copies thousands of pages
+        await asyncio.to_thread(self._locked, self._acknowledge, upto_seq)
+
+    def _acknowledge(self, upto_seq: int) -> None:
+        if self._db is None:
+            raise StateStoreError(f"state store {self.path} is not open")
+        # the writer's connection: a write from the loop's one would void the writer's page cache
+        db = self._db if self._db.in_transaction else self._writer_db()
+        db.execute("DELETE FROM outbox WHERE seq <= ?", (upto_seq,))
+        db.commit()
+
+    async def expire_ledger(self, touched_before: float) -> int:
+        """Delete ledger entries last changed before ``touched_before`` (in a thread: it may be many)."""
+        return await asyncio.to_thread(self._locked, self._expire, touched_before)
+
+    def _expire(self, touched_before: float) -> int:
+        if self._db is None:
+            raise StateStoreError(f"state store {self.path} is not open")
+        with transaction(self._writer_db()) as db:
+            cur = db.execute("DELETE FROM ledger WHERE touched < ?", (touched_before,))
+        return cur.rowcount or 0

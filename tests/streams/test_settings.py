@@ -1,0 +1,62 @@
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from learning.models import Trace
+from streams.cli import main
+from streams.kafka.client import client_kwargs
+from streams.settings import KAFKA_FETCH_WAIT_MS, Settings
+
+
+def test_env_prefix_and_secrets(monkeypatch):
+    monkeypatch.setenv("TRACELEARN_BOOTSTRAP_SERVERS", "k1:9092, k2:9092")
+    monkeypatch.setenv("TRACELEARN_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("TRACELEARN_SASL_MECHANISM", "PLAIN")
+    monkeypatch.setenv("TRACELEARN_SASL_USERNAME", "u")
+    monkeypatch.setenv("TRACELEARN_SASL_PASSWORD", "hunter2")
+    s = Settings()
+    assert s.servers() == ["k1:9092", "k2:9092"]
+    assert "hunter2" not in repr(s)
+    kwargs = client_kwargs(s)
+    assert kwargs["sasl_plain_password"] == "hunter2" and kwargs["security_protocol"] == "SASL_PLAINTEXT"
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValidationError, match="ranking rule"):
+        Settings(ranking_rule="nope")
+    with pytest.raises(ValidationError, match="half-life"):
+        Settings(ranking_rule="decayed")
+    with pytest.raises(ValidationError, match="sasl_mechanism"):
+        Settings(sasl_mechanism="PLAIN")
+    assert Settings(bootstrap_servers="  ").bootstrap_servers is None
+
+
+def test_schema_command_prints_every_contract(capsys):
+    assert main(["schema"]) == 0
+    schemas = json.loads(capsys.readouterr().out)
+    assert {"Trace", "FeedbackEvent", "RoutingTableUpdate", "SftPair", "LearningTrigger"} <= set(schemas)
+    assert main(["schema", "Trace"]) == 0
+    trace_schema = json.loads(capsys.readouterr().out)
+    assert trace_schema["required"] == ["trace_id"]
+    assert main(["schema", "Nope"]) == 2
+
+
+def test_a_minimal_trace_from_the_schema_alone_validates():
+    # what a kcat or Java producer would send after reading `tracelearn schema Trace`
+    assert Trace.model_validate_json('{"trace_id": "abc", "query": "hi", "model": "m"}').model == "m"
+
+
+def test_fetch_wait_unset_means_kafkas_default_until_resolved(monkeypatch):
+    assert Settings().fetch_max_wait_ms is None
+    assert Settings().fetch_wait_ms == KAFKA_FETCH_WAIT_MS
+    monkeypatch.setenv("TRACELEARN_FETCH_MAX_WAIT_MS", "20")
+    assert Settings().fetch_wait_ms == 20
+    # stage 1 shares the consumers' wait unless it has its own
+    assert Settings().stage1_fetch_wait_ms == 20
+    monkeypatch.setenv("TRACELEARN_STAGE1_FETCH_MAX_WAIT_MS", "90")
+    assert (Settings().fetch_wait_ms, Settings().stage1_fetch_wait_ms) == (20, 90)
+    with pytest.raises(ValidationError, match="fetch_max_wait_ms"):
+        Settings(fetch_max_wait_ms=0)
+    with pytest.raises(ValidationError, match="stage1_fetch_max_wait_ms"):
+        Settings(stage1_fetch_max_wait_ms=0)
