@@ -8,7 +8,15 @@ class TracelearnError(Exception):
 
 
 class InvalidTraceError(TracelearnError, ValueError):
-    """A trace or event does not satisfy its contract; the message names the field."""
+    """A trace or event does not satisfy its contract; the message names the field.
+
+    ``reason`` is a short code for metrics and dead-letter headers: ``invalid_json`` (not JSON at all),
+    ``schema`` (JSON that breaks the contract) or ``empty`` (no value).
+    """
+
+    def __init__(self, message: str, *, reason: str = "schema") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class ConfigError(TracelearnError, ValueError):
@@ -16,7 +24,7 @@ class ConfigError(TracelearnError, ValueError):
 
 
 class StateError(TracelearnError):
-    """Incremental state is inconsistent (for example, retracting a trace that was never added)."""
+    """Incremental state is inconsistent or does not parse (a stored or received table state)."""
 
 
 class StoreError(TracelearnError):

@@ -233,6 +233,11 @@ CONTRACTS: dict[str, type[BaseModel]] = {
 }
 
 
+def validation_reason(exc: ValidationError) -> str:
+    """``invalid_json`` when the text was not JSON at all, else ``schema``."""
+    return "invalid_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "schema"
+
+
 def describe_validation_error(exc: ValidationError) -> str:
     """One line naming every offending field, for dead-letter headers and CLI errors."""
     parts = []
@@ -250,7 +255,7 @@ def parse_trace(raw: bytes | str) -> Trace:
     try:
         return _TRACE_VALIDATOR.validate_json(raw)  # type: ignore[no-any-return]
     except ValidationError as exc:
-        raise InvalidTraceError(describe_validation_error(exc)) from None
+        raise InvalidTraceError(describe_validation_error(exc), reason=validation_reason(exc)) from None
 
 
 def parse_feedback(raw: bytes | str) -> FeedbackEvent:
@@ -258,4 +263,4 @@ def parse_feedback(raw: bytes | str) -> FeedbackEvent:
     try:
         return FeedbackEvent.model_validate_json(raw)
     except ValidationError as exc:
-        raise InvalidTraceError(describe_validation_error(exc)) from None
+        raise InvalidTraceError(describe_validation_error(exc), reason=validation_reason(exc)) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from learning.errors import StateError
 from learning.state.contribution import Contribution, SignedSum
 from learning.state.stats import DecayedMoments, Moments, to_fixed
 
@@ -277,7 +278,11 @@ class LearningState(SignedSum):
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> LearningState:
-        return cls(
-            half_life=d.get("half_life"),
-            classes={k: ClassState.from_json(v) for k, v in d["classes"].items()},
-        )
+        """Raises :class:`StateError` when ``d`` is not what :meth:`to_json` writes."""
+        try:
+            return cls(
+                half_life=d.get("half_life"),
+                classes={k: ClassState.from_json(v) for k, v in d["classes"].items()},
+            )
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise StateError(f"the table state does not parse: {type(exc).__name__} {exc}") from None

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import msgspec
-
 from learning.errors import InvalidTraceError
 from learning.models import FeedbackEvent
 from learning.reward import HeuristicRewardFunction
@@ -26,7 +24,9 @@ from learning.state.contribution import Contribution, contribution_of
 from learning.state.ledger import LedgerEntry, apply_contribution, apply_feedback
 from learning.state.tables import LearningState
 from streams.settings import Settings
-from streams.worker import ledger_rows
+from streams.worker import deltas, ledger_rows
+from streams.worker.dead_letters import dead_letter
+from streams.worker.deltas import SftAdd, SftOp, SftRemove
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.records import Consumed, OutRecord, Sender
 from streams.worker.state_store import PREV_HEADER, PartitionDB
@@ -35,42 +35,31 @@ from streams.worker.trace_decoder import FastFeedback, decode_feedback, decode_t
 log = logging.getLogger(__name__)
 
 
-def sft_ops(entry: LedgerEntry, old: Contribution | None, new: Contribution | None) -> list[list[Any]]:
+def sft_ops(entry: LedgerEntry, old: Contribution | None, new: Contribution | None) -> list[SftOp]:
     """SFT membership changes of one trace: a removal and/or an addition (with the pair's text)."""
     old_q = old if old is not None and old.qualifies else None
     new_q = new if new is not None and new.qualifies else None
     if old_q == new_q:
         return []
-    ops: list[list[Any]] = []
+    ops: list[SftOp] = []
     if old_q is not None:
-        ops.append(["-", old_q.pair_id, old_q.trace_id])
+        ops.append(SftRemove(old_q.pair_id, old_q.trace_id))
     if new_q is not None:
         ops.append(
-            [
-                "+",
+            SftAdd(
                 new_q.pair_id,
                 new_q.trace_id,
                 new_q.started_at,
                 new_q.model,
                 new_q.agent,
-                new_q.feedback,
+                # qualifying means feedback >= min_quality: never None here
+                new_q.feedback if new_q.feedback is not None else 0.0,
                 new_q.query_class,
                 entry.query,
                 entry.result,
-            ]
+            )
         )
     return ops
-
-
-def dead_letter(settings: Settings, record: Consumed, reason: str, error: str) -> OutRecord:
-    headers = (
-        ("reason", reason.encode()),
-        ("error_class", error.encode()),
-        ("source_topic", record.topic.encode()),
-        ("source_partition", str(record.partition).encode()),
-        ("source_offset", str(record.offset).encode()),
-    )
-    return OutRecord(settings.dlq_topic, record.key, record.value, headers)
 
 
 class _Arrival(NamedTuple):
@@ -87,8 +76,8 @@ class _Arrival(NamedTuple):
 
 Event = _Arrival | FeedbackEvent | FastFeedback
 # msgspec rather than json.dumps: the SFT ops carry the pairs' text, and encoding them with the standard
-# library took 5% of the worker's event loop (docs/decisions.md #15)
-_encode = msgspec.json.Encoder().encode
+# library took 5% of the worker's event loop
+_encode = deltas.encode
 
 # room for a delta record's key, headers and batch framing within the producer's request limit
 _RECORD_FRAMING = 4096
@@ -346,7 +335,7 @@ class Stage1:
             value = record.value
             try:
                 if value is None:
-                    raise InvalidTraceError("empty message value (a tombstone is not a trace)")
+                    raise InvalidTraceError("empty message value (a tombstone is not a trace)", reason="empty")
                 if topic == feedback_topic:
                     parsed.append(decode_feedback(value))
                 else:
@@ -354,9 +343,8 @@ class Stage1:
                     base = contribution_of(trace, min_quality=min_quality, reward_fn=reward_fn)
                     parsed.append(_new_arrival(_Arrival, (trace.trace_id, base, trace.query, trace.result)))
             except InvalidTraceError as exc:
-                reason = "invalid_json" if "JSON" in str(exc) else "schema"
-                self.metrics.invalid.labels(reason).inc()
-                out.append(dead_letter(self.settings, record, str(exc), type(exc).__name__))
+                self.metrics.invalid.labels(exc.reason).inc()
+                out.append(dead_letter(self.settings, record, exc.reason, exc))
         if duplicates:
             self.metrics.duplicates.inc(duplicates)
         if duplicates == len(batch):
@@ -368,11 +356,11 @@ class Stage1:
 
     def _apply(
         self, parsed: list[Event], entries: dict[str, LedgerEntry | None]
-    ) -> tuple[dict[str, LedgerEntry], LearningState, list[list[Any]], int]:
+    ) -> tuple[dict[str, LedgerEntry], LearningState, list[SftOp], int]:
         """Fold the events into their entries, in order; returns the changed entries, the summed delta,
         the SFT membership ops and the number of traces (the rest were feedback)."""
         delta = DeltaAccumulator(self.settings.half_life_seconds)
-        ops: list[list[Any]] = []
+        ops: list[SftOp] = []
         changed: dict[str, LedgerEntry] = {}
         n_traces = 0
         min_quality = self.settings.min_quality
@@ -408,7 +396,7 @@ class Stage1:
                     ops.extend(sft_ops(new_entry, old, new))
         return changed, delta.to_state(), ops, n_traces
 
-    def _delta_records(self, partition: int, delta: LearningState, ops: list[list[Any]]) -> list[OutRecord]:
+    def _delta_records(self, partition: int, delta: LearningState, ops: list[SftOp]) -> list[OutRecord]:
         """The batch's delta as ``{"src", "state", "sft"}`` messages, none over ``max_message_bytes``.
 
         The first message carries the state; the SFT ops are spread over as many as their encoded size
@@ -432,7 +420,9 @@ class Stage1:
             encoded = _encode(op)
             if len(encoded) > unsendable:
                 self.metrics.sft_too_large.inc()
-                log.warning("trace %s: its SFT pair is %d bytes, too large to send; not mined", op[2], len(encoded))
+                log.warning(
+                    "trace %s: its SFT pair is %d bytes, too large to send; not mined", op.trace_id, len(encoded)
+                )
                 continue
             if size + len(encoded) + 1 > budget and (chunks[-1][1] or chunks[-1][0] != b"null"):
                 chunks.append((b"null", []))

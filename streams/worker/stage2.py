@@ -15,25 +15,45 @@ import logging
 import time
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
-import msgspec
-
+from learning.errors import StateError
 from learning.evolver import recommend
 from learning.models import AgentConfigUpdate, LearningTrigger, SftPair
 from learning.routing.table import routing_update
 from learning.state.sft import SftChange, SftMember
 from learning.state.tables import LearningState
-from learning.state.triggers import TriggerCounter
 from streams.errors import StateStoreError
 from streams.settings import Settings
+from streams.worker import deltas
+from streams.worker.dead_letters import BAD_DELTA, dead_letter
+from streams.worker.deltas import BadDelta, SftOp
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.records import Enqueuer, InRecord, OutRecord, Sender
+from streams.worker.stage2_state import Stage2State
 from streams.worker.state_store import PREV_HEADER, SEQ_HEADER, PartitionDB
 
-_decode = msgspec.json.decode  # stage 1 writes the deltas with msgspec too (docs/decisions.md #15)
-
 log = logging.getLogger(__name__)
+
+
+class Delta(NamedTuple):
+    """A parsed delta record: its source, its number within the source, what it changes."""
+
+    source: str
+    seq: int
+    tables: LearningState | None
+    sft: list[SftOp]
+
+
+def _parse(record: InRecord) -> Delta:
+    """A consumed delta record, parsed whole; raises :class:`BadDelta` if any of it does not parse."""
+    raw_seq = header(record, SEQ_HEADER)
+    try:
+        seq = int(raw_seq) if raw_seq else 0
+    except ValueError:
+        raise BadDelta(f"its {SEQ_HEADER} header {raw_seq!r} is not a number") from None
+    message = deltas.decode(record.value)
+    return Delta((record.key or b"").decode(), seq, message.tables(), message.sft)
 
 
 def header(record: InRecord | OutRecord, name: str) -> bytes | None:
@@ -79,16 +99,9 @@ class Stage2:
         self._reset_memory()
 
     def _reset_memory(self) -> None:
-        self.state = LearningState(half_life=self.settings.half_life_seconds)
-        self.triggers = TriggerCounter(self.settings.sft_trigger_threshold, per_agent=self.settings.trigger_per_agent)
+        # what every commit stores; the rest is rebuilt at load
+        self.kept = Stage2State.empty(self.settings)
         self.offsets: dict[tuple[str, int], int] = {}
-        self.watermarks: dict[str, int] = {}
-        self.versions: dict[str, int] = {}
-        self.fingerprints: dict[str, str] = {}
-        self.agent_versions: dict[str, int] = {}
-        self.agent_fingerprints: dict[str, str] = {}
-        self.best: dict[str, str | None] = {}
-        self.sft_count = 0
         self.dirty: set[str] = set()
         self.last_publish: dict[str, float] = {}
 
@@ -104,35 +117,19 @@ class Stage2:
         self._acked = 0
         saved = await db.get_meta("stage2")
         if saved:
-            self.state = LearningState.from_json(saved["state"])
-            self.state.half_life = self.settings.half_life_seconds
-            self.triggers.load_json(saved["triggers"])
-            self.watermarks = saved["watermarks"]
-            self.versions = saved["versions"]
-            self.fingerprints = saved["fingerprints"]
-            self.agent_versions = saved["agent_versions"]
-            self.agent_fingerprints = saved["agent_fingerprints"]
-            self.best = saved["best"]
-            self.sft_count = saved["sft_count"]
+            try:
+                self.kept = Stage2State.from_json(saved, self.settings)
+            except StateError as exc:
+                await db.close()
+                raise StateStoreError(
+                    f"{self.db_path}: {exc}. Stop the worker, move the state directory aside and restart."
+                ) from None
         self.offsets = await db.offsets()
         # a crash may have left classes changed but unpublished
-        self.dirty = set(self.state.classes) | set(self.fingerprints)
+        self.dirty = set(self.kept.tables.classes) | set(self.kept.fingerprints)
         self._db = db
         await db.deliver(self.send)
         return db
-
-    def _snapshot(self) -> dict[str, Any]:
-        return {
-            "state": self.state.to_json(),
-            "triggers": self.triggers.to_json(),
-            "watermarks": self.watermarks,
-            "versions": self.versions,
-            "fingerprints": self.fingerprints,
-            "agent_versions": self.agent_versions,
-            "agent_fingerprints": self.agent_fingerprints,
-            "best": self.best,
-            "sft_count": self.sft_count,
-        }
 
     async def forget(self) -> None:
         async with self.lock:
@@ -166,16 +163,22 @@ class Stage2:
         async with self.lock:
             db = await self._load()
             offsets = dict(self.offsets)
-            fresh: list[tuple[str, int, bytes | None]] = []
+            fresh: list[Delta] = []
+            rejected: list[OutRecord] = []
             for record in records:
                 key = (record.topic, record.partition)
                 if record.offset < offsets.get(key, 0):
                     self.metrics.duplicates.inc()
                     continue
                 offsets[key] = record.offset + 1
-                raw_seq = header(record, SEQ_HEADER)
-                fresh.append(((record.key or b"").decode(), int(raw_seq) if raw_seq else 0, record.value))
-            applied = await self._apply(db, fresh, offsets)
+                try:
+                    fresh.append(_parse(record))
+                except BadDelta as exc:
+                    # an unreadable delta would fail again at every restart: it goes aside, with its reason
+                    log.warning("stage 2: dead-lettering %s[%d]@%d: %s", *key, record.offset, exc)
+                    self.metrics.invalid.labels(BAD_DELTA).inc()
+                    rejected.append(dead_letter(self.settings, record, BAD_DELTA, exc))
+            applied = await self._apply(db, fresh, offsets, rejected)
             self.metrics.deltas_applied.labels("topic").inc(applied)
         self.metrics.batch_seconds.labels("stage2").observe(time.perf_counter() - started)
         self.metrics.batch_size.labels("stage2").observe(applied)
@@ -193,15 +196,17 @@ class Stage2:
             if not self.owner:
                 return
             db = await self._load()
-            last = dict(self.watermarks)
-            fresh: list[tuple[str, int, bytes | None]] = []
+            last = dict(self.kept.watermarks)
+            fresh: list[Delta] = []
             for record in records:
                 source = (record.key or b"").decode()
                 prev = header(record, PREV_HEADER)
                 if prev is None or int(prev) != last.get(source, 0):
                     continue
                 last[source] = record.seq
-                fresh.append((source, record.seq, record.value))
+                # this process's own stage 1 wrote it: a record that does not parse is a bug, and raises
+                message = deltas.decode(record.value)
+                fresh.append(Delta(source, record.seq, message.tables(), message.sft))
             if not fresh:
                 return
             applied = await self._apply(db, fresh, None)
@@ -210,7 +215,11 @@ class Stage2:
         self.metrics.batch_size.labels("stage2").observe(applied)
 
     async def _apply(
-        self, db: PartitionDB, records: list[tuple[str, int, bytes | None]], offsets: dict[tuple[str, int], int] | None
+        self,
+        db: PartitionDB,
+        records: list[Delta],
+        offsets: dict[tuple[str, int], int] | None,
+        rejected: list[OutRecord] | None = None,
     ) -> int:
         """Merge (source, tl-seq, value) deltas past their source's watermark, commit, publish; returns
         how many were applied. ``offsets``: the deltas topic's next offsets after these records.
@@ -220,7 +229,7 @@ class Stage2:
         from the committed state.
         """
         try:
-            return await self._merge_commit_send(db, records, offsets)
+            return await self._merge_commit_send(db, records, offsets, rejected or [])
         except BaseException:
             await self._restart_from_commit(db)
             raise
@@ -244,24 +253,27 @@ class Stage2:
         await asyncio.gather(delivery, return_exceptions=True)
 
     async def _merge_commit_send(
-        self, db: PartitionDB, records: list[tuple[str, int, bytes | None]], offsets: dict[tuple[str, int], int] | None
+        self,
+        db: PartitionDB,
+        records: list[Delta],
+        offsets: dict[tuple[str, int], int] | None,
+        rejected: list[OutRecord],
     ) -> int:
-        ops: list[list[Any]] = []
+        kept = self.kept
+        ops: list[SftOp] = []
         touched_classes: set[str] = set()
         applied = 0
-        for source, seq, value in records:
-            if seq <= self.watermarks.get(source, 0):
+        for source, seq, tables, sft in records:
+            if seq <= kept.watermarks.get(source, 0):
                 self.metrics.duplicates.inc()
                 continue
-            self.watermarks[source] = seq
-            message = _decode(value or b"{}")
-            if message.get("state"):
-                delta = LearningState.from_json(message["state"])
-                self.state.merge(delta)
-                touched_classes.update(delta.classes)
-            ops.extend(message.get("sft") or [])
+            kept.watermarks[source] = seq
+            if tables is not None:
+                kept.tables.merge(tables)
+                touched_classes.update(tables.classes)
+            ops.extend(sft)
             applied += 1
-        out: list[OutRecord] = []
+        out: list[OutRecord] = rejected
         dropped: list[str] = []
         if ops:
             out += await self._apply_sft(db, ops, dropped)
@@ -309,7 +321,7 @@ class Stage2:
         await db.commit(
             offsets=offsets,
             outbox=staged,
-            meta={"stage2": self._snapshot()},
+            meta={"stage2": self.kept.to_json()},
             drop_pairs=drop_pairs or (),
             acknowledged=self._acked,
         )
@@ -348,7 +360,7 @@ class Stage2:
             self._acked = max(self._acked, upto)
 
     # -- SFT pairs and triggers -------------------------------------------------------------------
-    async def _apply_sft(self, db: PartitionDB, ops: list[list[Any]], dropped: list[str]) -> list[OutRecord]:
+    async def _apply_sft(self, db: PartitionDB, ops: list[SftOp], dropped: list[str]) -> list[OutRecord]:
         """Apply membership ops in SQLite and publish each pair whose representative changed.
 
         Only the touched pairs' newest members are read (indexed), before and after, so the cost is per
@@ -356,7 +368,7 @@ class Stage2:
         that appears and disappears within one micro-batch never counts.
         """
         pair_ids, before, after, texts = await db.apply_sft_ops(ops)
-        last_op = {op[1]: i for i, op in enumerate(ops)}
+        last_op = {op.pair_id: i for i, op in enumerate(ops)}
         out: list[OutRecord] = []
         changes: list[SftChange] = []
         now = time.time()
@@ -368,11 +380,11 @@ class Stage2:
             changes.append(SftChange(pid, old, rep))
             if rep is None:
                 dropped.append(pid)
-                self.sft_count -= 1
+                self.kept.sft_count -= 1
                 out.append(OutRecord(self.settings.sft_topic, pid.encode(), None))
                 continue
             if old is None:
-                self.sft_count += 1
+                self.kept.sft_count += 1
             text = texts[pid]
             value = SftPair(
                 pair_id=pid,
@@ -386,7 +398,7 @@ class Stage2:
                 started_at=rep.started_at,
             )
             out.append(OutRecord(self.settings.sft_topic, pid.encode(), value.model_dump_json().encode()))
-        for due in self.triggers.observe(changes):
+        for due in self.kept.triggers.observe(changes):
             trigger = LearningTrigger(
                 cycle_id=due.cycle_id,
                 scope=due.scope,
@@ -398,8 +410,8 @@ class Stage2:
             out.append(OutRecord(self.settings.triggers_topic, due.scope.encode(), trigger.model_dump_json().encode()))
             self.metrics.triggers.inc()
             log.info("learning trigger %s (%d pairs)", due.cycle_id, due.pair_count)
-        self.metrics.sft_pairs.set(self.sft_count)
-        for scope, count in self.triggers.scopes.items():
+        self.metrics.sft_pairs.set(self.kept.sft_count)
+        for scope, count in self.kept.triggers.scopes.items():
             self.metrics.sft_pending.labels(scope).set(count.pairs - count.at_last_cycle)
         return out
 
@@ -412,19 +424,19 @@ class Stage2:
                 continue
             self.dirty.discard(name)
             self.last_publish[name] = now
-            cls = self.state.classes.get(name)
+            cls = self.kept.tables.classes.get(name)
             if cls is None:
-                if name in self.fingerprints:
-                    del self.fingerprints[name]
+                if name in self.kept.fingerprints:
+                    del self.kept.fingerprints[name]
                     out.append(OutRecord(settings.routing_topic, name.encode(), None))
-                    self.metrics.set_best(name, None, self.best.pop(name, None))
+                    self.metrics.set_best(name, None, self.kept.best.pop(name, None))
                 continue
             update = routing_update(
                 name,
                 cls,
                 rule=settings.ranking_rule,
                 min_samples=settings.min_samples,
-                version=self.versions.get(name, 0) + 1,
+                version=self.kept.versions.get(name, 0) + 1,
                 half_life=settings.half_life_seconds,
                 now=now,
             )
@@ -433,34 +445,34 @@ class Stage2:
                 exclude={"updated_at": True, "version": True, "models": {"__all__": {"decayed_count"}}}
             )
             self.metrics.class_samples.labels(name).set(cls.count)
-            if fingerprint != self.fingerprints.get(name):
-                self.fingerprints[name] = fingerprint
-                self.versions[name] = update.version
+            if fingerprint != self.kept.fingerprints.get(name):
+                self.kept.fingerprints[name] = fingerprint
+                self.kept.versions[name] = update.version
                 out.append(OutRecord(settings.routing_topic, name.encode(), update.model_dump_json().encode()))
                 self.metrics.routing_updates.labels(name).inc()
-                self.metrics.set_best(name, update.best_model, self.best.get(name))
-                self.best[name] = update.best_model
+                self.metrics.set_best(name, update.best_model, self.kept.best.get(name))
+                self.kept.best[name] = update.best_model
             out.extend(self._agent_config(name, now))
         return out
 
     def _agent_config(self, name: str, now: float) -> list[OutRecord]:
-        cls = self.state.classes.get(name)
+        cls = self.kept.tables.classes.get(name)
         rec = recommend(name, cls) if cls is not None else None
         if rec is None:
             return []
         fingerprint = json.dumps([rec["recommended_agent"], rec["recommended_tools"], rec["recommended_max_turns"]])
-        if self.agent_fingerprints.get(name) == fingerprint:
+        if self.kept.agent_fingerprints.get(name) == fingerprint:
             return []
-        self.agent_fingerprints[name] = fingerprint
+        self.kept.agent_fingerprints[name] = fingerprint
         agent = rec["recommended_agent"]
-        self.agent_versions[agent] = self.agent_versions.get(agent, 0) + 1
+        self.kept.agent_versions[agent] = self.kept.agent_versions.get(agent, 0) + 1
         update = AgentConfigUpdate(
             agent=agent,
             query_class=name,
             tools=rec["recommended_tools"],
             max_turns=rec["recommended_max_turns"],
             sample_count=rec["sample_count"],
-            version=self.agent_versions[agent],
+            version=self.kept.agent_versions[agent],
             updated_at=now,
         )
         self.metrics.agent_configs.inc()

@@ -31,6 +31,7 @@ from typing import Any, NamedTuple, TypeVar
 from learning.state.ledger import LedgerEntry
 from streams.errors import StateStoreError
 from streams.worker import ledger_rows
+from streams.worker.deltas import SftAdd, SftOp, SftRemove
 from streams.worker.records import OutRecord, Sender, json_text
 from streams.worker.sql_rows import execute_rows, transaction
 
@@ -215,7 +216,7 @@ class PartitionDB:
                 self._reader.execute("PRAGMA query_only=ON")
             return _ledger_rows(self._reader, trace_ids)
 
-    async def apply_sft_ops(self, ops: list[list[Any]]) -> SftOpsResult:
+    async def apply_sft_ops(self, ops: list[SftOp]) -> SftOpsResult:
         """Apply SFT membership ops (in a thread when there are many) inside a transaction that the next
         :meth:`commit` ends.
 
@@ -224,27 +225,27 @@ class PartitionDB:
         """
         return await self._write(len(ops), self._apply_sft_ops, ops)
 
-    def _apply_sft_ops(self, ops: list[list[Any]]) -> SftOpsResult:
+    def _apply_sft_ops(self, ops: list[SftOp]) -> SftOpsResult:
         db = self.db
-        pair_ids = list(dict.fromkeys(op[1] for op in ops))
+        pair_ids = list(dict.fromkeys(op.pair_id for op in ops))
         try:
             before = self._sft_representatives(pair_ids)
             # only the last op per (pair, trace) matters, which makes the grouped statements order-free
-            final: dict[tuple[str, str], list[Any]] = {}
+            final: dict[tuple[str, str], SftOp] = {}
             for op in ops:
-                final[(op[1], op[2])] = op
-            removals = [key for key, op in final.items() if op[0] == "-"]
-            additions = [op for op in final.values() if op[0] == "+"]
+                final[(op.pair_id, op.trace_id)] = op
+            removals = [key for key, op in final.items() if isinstance(op, SftRemove)]
+            additions = [op for op in final.values() if isinstance(op, SftAdd)]
             execute_rows(db, "DELETE FROM sft_members WHERE (pair_id, trace_id) IN (VALUES ", removals, ")")
             execute_rows(
                 db,
                 "INSERT OR REPLACE INTO sft_members (pair_id, trace_id, started_at, model, agent, feedback) VALUES ",
-                [(op[1], op[2], float(op[3]), op[4], op[5], float(op[6])) for op in additions],
+                [(op.pair_id, op.trace_id, op.started_at, op.model, op.agent, op.feedback) for op in additions],
             )
             execute_rows(
                 db,
                 "INSERT OR IGNORE INTO sft_pairs (pair_id, input, output, query_class) VALUES ",
-                [(op[1], op[8], op[9], op[7]) for op in additions],
+                [(op.pair_id, op.input, op.output, op.query_class) for op in additions],
             )
             after = self._sft_representatives(pair_ids)
             texts = self._sft_pair_texts([pid for pid in pair_ids if pid in after])

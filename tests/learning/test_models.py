@@ -69,3 +69,18 @@ def test_tool_helpers():
     trace = make_trace("t1", tools=["a", "b", "a"])
     assert trace.tool_names() == ["a", "b", "a"]
     assert trace.tool_call_count() == 3
+
+
+def test_invalid_input_says_whether_it_was_json_at_all():
+    with pytest.raises(InvalidTraceError) as not_json:
+        parse_trace(b"{oops")
+    with pytest.raises(InvalidTraceError) as bad_field:
+        parse_trace(b'{"trace_id": "  "}')
+    with pytest.raises(InvalidTraceError) as bad_score:
+        parse_feedback(b'{"trace_id": "a", "score": 7}')
+    assert (not_json.value.reason, bad_field.value.reason, bad_score.value.reason) == (
+        "invalid_json",
+        "schema",
+        "schema",
+    )
+    assert "trace_id" in str(bad_field.value) and "score" in str(bad_score.value)

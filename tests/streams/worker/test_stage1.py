@@ -39,6 +39,7 @@ async def test_stage1_dead_letters_and_skips_redelivered(settings):
     dead = sink.on(settings.dlq_topic)
     assert [dict(r.headers)["source_offset"] for r in dead] == [b"1", b"2"]
     assert dead[0].value == b"{oops" and b"JSON" in dict(dead[0].headers)["reason"]
+    assert [dict(r.headers)["reason_code"] for r in dead] == [b"invalid_json", b"empty"]
     deltas = sink.on(settings.deltas_topic)
     assert len(deltas) == 1
     message = json.loads(deltas[0].value)

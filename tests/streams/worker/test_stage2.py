@@ -40,7 +40,7 @@ async def test_stage2_applies_each_delta_once_and_triggers(settings):
     await again.process([])
     await again.tick()
     assert len(s2_sink.records) == before
-    assert again.state.classes["general"].count == 5
+    assert again.kept.tables.classes["general"].count == 5
     await again.close()
     await s1.close()
 
@@ -75,26 +75,26 @@ async def test_stage2_applies_local_deltas_once_and_waits_for_the_topic_after_a_
     metrics = WorkerMetrics()
     s2 = Stage2(settings, sink, metrics)
     await s2.process_local(deltas[:1])
-    assert s2.state.classes == {}  # not the owner of the deltas partition: nothing applied
+    assert s2.kept.tables.classes == {}  # not the owner of the deltas partition: nothing applied
     s2.owner = True
     await s2.process_local(deltas[:1])
     await s2.process_local(deltas[2:3])  # its predecessor (deltas[1]) is missing: it waits for the topic
-    assert s2.state.classes["general"].count == 1
+    assert s2.kept.tables.classes["general"].count == 1
     await s2.process(from_topic[:2])  # the topic's copy of deltas[0] is a repeat; deltas[1] is new
     await s2.process_local(deltas[2:4])  # in sequence again
     await s2.process(from_topic[2:4])  # repeats only
     await s2.process_local(deltas[4:])  # its topic copy has not arrived yet
     assert metrics.deltas_applied.labels("local")._value.get() == 4
     assert metrics.deltas_applied.labels("topic")._value.get() == 1
-    assert s2.state.to_json() == reference.state.to_json()
-    assert s2.sft_count == reference.sft_count == 5
+    assert s2.kept.tables.to_json() == reference.kept.tables.to_json()
+    assert s2.kept.sft_count == reference.kept.sft_count == 5
     await s2.close()
     # restarted: the commits stored the topic's offsets consumed so far, and a re-delivery changes nothing
     again = Stage2(settings, sink, WorkerMetrics())
     await again.process([])
     assert again.offsets == {(settings.deltas_topic, 0): 4}
     await again.process(from_topic)
-    assert again.state.to_json() == reference.state.to_json()
+    assert again.kept.tables.to_json() == reference.kept.tables.to_json()
     await again.close()
     pairs = {r.key for r in sink.on(settings.sft_topic)}
     assert pairs == {r.key for r in reference_sink.on(settings.sft_topic)} and len(pairs) == 5
@@ -125,8 +125,8 @@ async def test_stage2_after_a_failed_local_batch_the_topic_copies_still_count(se
         await s2.process_local(deltas[1:])
     sink.fail = False
     await s2.process(from_topic)
-    assert s2.state.to_json() == reference.state.to_json()
-    assert s2.sft_count == reference.sft_count == 3
+    assert s2.kept.tables.to_json() == reference.kept.tables.to_json()
+    assert s2.kept.sft_count == reference.kept.sft_count == 3
     assert len({r.key for r in sink.on(settings.sft_topic)}) == 3
     await s2.close()
 
@@ -181,7 +181,7 @@ async def test_stage2_goes_on_while_the_broker_acknowledges_and_deletes_in_order
     s2 = Stage2(settings.model_copy(update={"routing_publish_interval": 0.0}), Sink(), WorkerMetrics(), enqueue=held)
     await s2.process(from_topic[:1])
     await s2.process(from_topic[1:2])  # batch 1 is not acknowledged yet
-    assert len(held.acks) == 2 and s2.state.classes["general"].count == 2
+    assert len(held.acks) == 2 and s2.kept.tables.classes["general"].count == 2
     first_two = [r.seq for r in held.sent]
     held.acks[1].set_result(None)  # batch 2's acknowledgement comes first
     await callbacks_run()
@@ -215,8 +215,43 @@ async def test_stage2_after_a_failed_acknowledgement_sends_the_outbox_again_in_o
     await s2.process(from_topic[2:])  # loads the committed state and first sends the outbox through `send`
     resent = [r.seq for r in sink.records]
     assert resent == sorted(resent) and resent[: len(first)] == first and len(resent) > len(first)
-    assert s2.state.to_json() == reference.state.to_json()
+    assert s2.kept.tables.to_json() == reference.kept.tables.to_json()
     for ack in held.acks[1:]:
         if not ack.done():
             ack.set_result(None)
     await s2.close()
+
+
+@pytest.mark.parametrize(
+    "value,headers,says",
+    [
+        (b"{not json", (), "malformed"),
+        (b'{"src": "0:x", "sft": [["?", "p", "t"]]}', (), "sft"),
+        (b'{"src": "0:x", "state": {"classes": {"general": {"n": 1}}}}', (), "table state"),
+        (None, (), "tombstone"),
+        (b'{"src": "0:x"}', (("tl-seq", b"seven"),), "tl-seq"),
+    ],
+    ids=["not-json", "unknown-op", "bad-tables", "tombstone", "bad-seq"],
+)
+async def test_stage2_dead_letters_a_bad_delta_and_goes_on(settings, value, headers, says):
+    """A record on the deltas topic that does not parse is set aside with its reason, counted, and never
+    read again; the records around it are applied."""
+    _, from_topic = await one_delta_per_trace(settings, 2)
+    bad = InRecord(settings.deltas_topic, 0, 1, b"0:x", value, headers)
+    records = [from_topic[0], bad, from_topic[1]._replace(offset=2)]
+    sink, metrics = Sink(), WorkerMetrics()
+    s2 = Stage2(settings, sink, metrics)
+    await s2.process(records)
+    assert s2.kept.tables.classes["general"].count == 2
+    (dead,) = sink.on(settings.dlq_topic)
+    head = dict(dead.headers)
+    assert dead.value == value and dead.key == b"0:x"
+    assert head["reason_code"] == b"bad_delta" and says in head["reason"].decode()
+    assert head["source_topic"] == settings.deltas_topic.encode() and head["source_offset"] == b"1"
+    assert metrics.invalid.labels("bad_delta")._value.get() == 1
+    await s2.close()
+    # restarted: the stored offset is past the bad record, so it is neither applied nor dead-lettered again
+    again = Stage2(settings, sink, WorkerMetrics())
+    await again.process(records)
+    assert len(sink.on(settings.dlq_topic)) == 1 and again.kept.tables.classes["general"].count == 2
+    await again.close()

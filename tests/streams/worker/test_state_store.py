@@ -14,6 +14,7 @@ from learning.state.contribution import contribution_of
 from learning.state.ledger import LedgerEntry
 from learning.state.tables import LearningState
 from streams.worker import ledger_rows, state_store
+from streams.worker.deltas import SftAdd
 from streams.worker.ledger_rows import COLUMNS, from_row, to_row
 from streams.worker.records import OutRecord
 from streams.worker.sql_rows import transaction
@@ -198,8 +199,8 @@ async def test_the_commit_of_many_staged_sft_ops_runs_off_the_loop(tmp_path, mon
 
     monkeypatch.setattr(db, "_commit", recording_commit)
 
-    def plus(i: int) -> list[object]:
-        return ["+", f"pair{i % 50}", f"t{i}", 1.0 + i, "m", "a", 0.9, "general", f"q{i % 50}", "r"]
+    def plus(i: int) -> SftAdd:
+        return SftAdd(f"pair{i % 50}", f"t{i}", 1.0 + i, "m", "a", 0.9, "general", f"q{i % 50}", "r")
 
     for n in (10, 400):  # few ops: on the loop; many: in a thread
         await db.apply_sft_ops([plus(i) for i in range(n)])
