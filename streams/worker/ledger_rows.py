@@ -11,33 +11,42 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from typing import Any
+from typing import Any, NamedTuple
 
 from learning.state.contribution import Contribution
 from learning.state.ledger import LedgerEntry
 from streams.worker.sql_rows import execute_rows, transaction
 
-COLUMNS = (
-    "trace_id",
-    "touched",
-    "query",
-    "result",
-    "fb_score",
-    "fb_outcome",
-    "fb_ts",
+
+class LedgerRow(NamedTuple):
+    """The ledger table's columns, in order: the names :func:`from_row` reads a row by.
+
+    Rows travel as plain tuples (:func:`to_row` builds one per changed trace on the event loop); this type
+    names their positions once, for the SQL and for the reader.
+    """
+
+    trace_id: str
+    touched: float
+    query: str
+    result: str
+    fb_score: float | None
+    fb_outcome: str | None
+    fb_ts: float | None
     # the trace's own contribution; all NULL while only late feedback has arrived
-    "query_class",
-    "model",
-    "agent",
-    "started_at",
-    "feedback",
-    "outcome",
-    "reward",
-    "tools",
-    "tool_calls",
-    "qualifies",
-    "pair_id",
-)
+    query_class: str | None
+    model: str | None
+    agent: str | None
+    started_at: float | None
+    feedback: float | None
+    outcome: str | None
+    reward: float | None
+    tools: str | None
+    tool_calls: int | None
+    qualifies: int | None
+    pair_id: str | None
+
+
+COLUMNS = LedgerRow._fields
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger (trace_id TEXT NOT NULL UNIQUE, touched REAL NOT NULL, query TEXT NOT NULL,
@@ -122,24 +131,44 @@ def to_row(trace_id: str, entry: LedgerEntry, touched: float) -> tuple[Any, ...]
 
 
 def from_row(row: tuple[Any, ...]) -> LedgerEntry:
+    """The entry of a row selected with :data:`COLUMNS` (one unpacking: this runs per looked-up trace)."""
+    (
+        trace_id,
+        _touched,
+        query,
+        result,
+        fb_score,
+        fb_outcome,
+        fb_ts,
+        query_class,
+        model,
+        agent,
+        started_at,
+        feedback,
+        outcome,
+        reward,
+        tools,
+        tool_calls,
+        qualifies,
+        pair_id,
+    ) = row
     base = None
-    if row[7] is not None:
-        tools = row[14]
+    if query_class is not None:
         base = Contribution(
-            row[0],
-            row[7],
-            row[8],
-            row[9],
-            row[10],
-            row[11],
-            row[12],
-            row[13],
+            trace_id,
+            query_class,
+            model,
+            agent,
+            started_at,
+            feedback,
+            outcome,
+            reward,
             tuple(json.loads(tools)) if tools else (),
-            row[15],
-            bool(row[16]),
-            row[17],
+            tool_calls,
+            bool(qualifies),
+            pair_id,
         )
-    return LedgerEntry(base, row[2], row[3], row[4], row[5], row[6])
+    return LedgerEntry(base, query, result, fb_score, fb_outcome, fb_ts)
 
 
 def migrate_json_ledger(db: sqlite3.Connection) -> int:
