@@ -8,7 +8,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from learning.errors import ConfigError
 from learning.routing.ranking import check_rule
+from learning.training.config import config_fields_from_json
 
 # Tansu answers a waiting fetch only when its wait ends, so against it the wait is the latency floor; Kafka
 # answers as soon as data arrives, and a longer wait only saves empty fetches (docs/decisions.md #19).
@@ -97,11 +99,17 @@ class Settings(BaseSettings):
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
 
+    @field_validator("trainer_config")
+    @classmethod
+    def _trainer_config_fields(cls, value: str) -> str:
+        config_fields_from_json(value)
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         check_rule(self.ranking_rule, self.half_life_seconds)
         if self.sasl_mechanism and not self.security_protocol.startswith("SASL"):
-            raise ValueError("sasl_mechanism needs security_protocol SASL_PLAINTEXT or SASL_SSL")
+            raise ConfigError("sasl_mechanism needs security_protocol SASL_PLAINTEXT or SASL_SSL")
         return self
 
     # -- derived ---------------------------------------------------------------------------------
@@ -163,5 +171,5 @@ class Settings(BaseSettings):
 
     def servers(self) -> list[str]:
         if not self.bootstrap_servers:
-            raise ValueError("no bootstrap servers configured")
+            raise ConfigError("no bootstrap servers configured: set TRACELEARN_BOOTSTRAP_SERVERS")
         return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from pydantic import SecretStr
 
-from learning.errors import TracelearnError
+from learning.errors import ConfigError, TracelearnError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class _HttpBackend(ABC):
         backoff: float = 0.5,
     ) -> None:
         if max_retries < 0 or timeout <= 0 or backoff < 0:
-            raise ValueError("timeout must be > 0, max_retries and backoff >= 0")
+            raise ConfigError("timeout must be > 0, max_retries and backoff >= 0")
         self.base_url = base_url.rstrip("/")
         self.api_key = _secret(api_key)
         self.timeout = timeout

@@ -19,6 +19,7 @@ from typing import Any
 
 import tomli_w
 
+from learning.errors import ConfigError
 from learning.optimize.backends import BackendError
 from learning.optimize.llm_optimizer import LLMOptimizer, ProposalError
 from learning.optimize.objectives import (
@@ -56,7 +57,7 @@ class OptimizationEngine:
         merge_every: int = 5,
     ) -> None:
         if max_trials < 1 or early_stop_patience < 1 or merge_every < 1:
-            raise ValueError("max_trials, early_stop_patience and merge_every must be >= 1")
+            raise ConfigError("max_trials, early_stop_patience and merge_every must be >= 1")
         self.search_space = search_space
         self.llm_optimizer = llm_optimizer
         self.trial_runner = trial_runner
@@ -218,7 +219,7 @@ def export_best_recipe(run: OptimizationRun, path: Path) -> Path:
         for section in sections or ["params"]:
             table = table.setdefault(section, {})
             if not isinstance(table, dict):
-                raise ValueError(f"parameter {key!r} clashes with a value at {section!r}")
+                raise ConfigError(f"parameter {key!r} clashes with a value at {section!r}")
         table[leaf] = _toml_value(value)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

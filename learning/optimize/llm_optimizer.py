@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from learning.errors import TracelearnError
+from learning.errors import ConfigError, TracelearnError
 from learning.models import Trace
 from learning.optimize import prompts
 from learning.optimize.backends import InferenceBackend
@@ -55,7 +55,7 @@ class LLMOptimizer:
         max_tokens: int = 2048,
     ) -> None:
         if max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+            raise ConfigError(f"max_retries must be >= 0, got {max_retries}")
         self.search_space = search_space
         self.optimizer_model = optimizer_model
         self.optimizer_backend = optimizer_backend
@@ -66,7 +66,7 @@ class LLMOptimizer:
 
     def _backend(self, what: str) -> InferenceBackend:
         if self.optimizer_backend is None:
-            raise ValueError(f"optimizer_backend is required to {what}")
+            raise ConfigError(f"optimizer_backend is required to {what}")
         return self.optimizer_backend
 
     def _ask(self, what: str, prompt: str, system: str, temperature: float) -> str:

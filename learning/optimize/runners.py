@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
+from learning.errors import ConfigError
 from learning.models import Trace
 from learning.optimize.types import TrialConfig, TrialResult
 
@@ -92,7 +93,7 @@ class CommandTrialRunner:
     ) -> None:
         self.command = shlex.split(command) if isinstance(command, str) else list(command)
         if not self.command:
-            raise ValueError("CommandTrialRunner needs a command")
+            raise ConfigError("CommandTrialRunner needs a command")
         self.timeout = timeout
         self.cwd = cwd
         self.env = env or {}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from learning.errors import ConfigError
 
@@ -88,3 +91,20 @@ class LoRATrainingConfig:
         if self.batching == "auto":
             return "pack" if device == "cuda" else "bucket"
         return self.batching
+
+
+def config_fields_from_json(text: str) -> dict[str, Any]:
+    """The LoRATrainingConfig fields in a JSON object, checked as the config checks them; raises
+    :class:`ConfigError` naming what is wrong (a service checks its setting at start-up, not in a cycle)."""
+    try:
+        fields_ = json.loads(text or "{}")
+    except ValueError as exc:
+        raise ConfigError(f"trainer config is not JSON: {exc}") from None
+    if not isinstance(fields_, dict):
+        raise ConfigError(f"trainer config must be a JSON object of LoRATrainingConfig fields, got {text!r}")
+    known = {f.name for f in dataclasses.fields(LoRATrainingConfig)}
+    unknown = sorted(set(fields_) - known)
+    if unknown:
+        raise ConfigError(f"trainer config: unknown field(s) {', '.join(unknown)}; the fields are {sorted(known)}")
+    LoRATrainingConfig(**fields_)
+    return fields_

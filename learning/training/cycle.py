@@ -17,11 +17,62 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from learning.training.config import LoRATrainingConfig
 from learning.training.data import split_eval
+
+
+@dataclass(frozen=True)
+class CycleSpec:
+    """What the trainer service asks of one cycle (written as JSON for the child process)."""
+
+    pairs_file: str
+    base_model: str
+    output_dir: str
+    current_adapter: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    device: str | None = None
+    eval_command: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> CycleSpec:
+        return cls(**json.loads(text))
+
+    def training_config(self) -> LoRATrainingConfig:
+        return LoRATrainingConfig(**{**self.config, "output_dir": str(Path(self.output_dir) / "candidate")})
+
+
+CycleStatus = Literal["evaluated", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class CycleOutcome:
+    """What a cycle found, written to ``<output_dir>/result.json``. ``evaluated``: both scores are set and
+    the candidate adapter is at ``adapter_path``; the service decides whether to accept it."""
+
+    status: CycleStatus
+    reason: str = ""
+    baseline_score: float | None = None
+    candidate_score: float | None = None
+    improvement: float | None = None
+    baseline_loss: float | None = None
+    candidate_loss: float | None = None
+    adapter_path: str | None = None
+    training: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> CycleOutcome:
+        return cls(**json.loads(text))
 
 
 def emit(event: dict[str, Any]) -> None:
@@ -34,17 +85,16 @@ def user_score(command: str, adapter: str) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1])["score"])
 
 
-def run(spec: dict[str, Any]) -> dict[str, Any]:
+def run(spec: CycleSpec) -> CycleOutcome:
     from learning.training.lora import LoRATrainer
 
-    pairs = json.loads(Path(spec["pairs_file"]).read_text())
-    out_dir = Path(spec["output_dir"])
-    config = LoRATrainingConfig(**{**spec.get("config", {}), "output_dir": str(out_dir / "candidate")})
+    pairs = json.loads(Path(spec.pairs_file).read_text())
+    config = spec.training_config()
     trainer = LoRATrainer(
-        config, model_name=spec["base_model"], device=spec.get("device"), progress=lambda p: emit({"progress": p})
+        config, model_name=spec.base_model, device=spec.device, progress=lambda p: emit({"progress": p})
     )
     _, eval_pairs = split_eval(pairs, config.eval_fraction, config.seed)
-    current = spec.get("current_adapter") or None
+    current = spec.current_adapter or None
     started = time.time()
     emit({"phase": "baseline"})
     baseline_model = trainer.load_peft_model(current, trainable=False)
@@ -53,41 +103,41 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     emit({"phase": "training", "pairs": len(pairs)})
     training = trainer.train(pairs)
     if training.get("status") != "completed":
-        return {"status": "skipped", "reason": training.get("reason", "training did not run"), "training": training}
+        return CycleOutcome("skipped", reason=training.get("reason", "training did not run"), training=training)
     candidate_loss = training["eval_loss"]
-    if spec.get("eval_command"):
-        baseline_score = user_score(spec["eval_command"], current or "")
-        candidate_score = user_score(spec["eval_command"], training["adapter_path"])
+    if spec.eval_command:
+        baseline_score = user_score(spec.eval_command, current or "")
+        candidate_score = user_score(spec.eval_command, training["adapter_path"])
     elif baseline_loss is None or candidate_loss is None:
-        return {"status": "skipped", "reason": "no held-out pairs to evaluate on", "training": training}
+        return CycleOutcome("skipped", reason="no held-out pairs to evaluate on", training=training)
     else:
         baseline_score, candidate_score = -baseline_loss, -candidate_loss
-    return {
-        "status": "evaluated",
-        "baseline_score": baseline_score,
-        "candidate_score": candidate_score,
-        "improvement": candidate_score - baseline_score,
-        "baseline_loss": baseline_loss,
-        "candidate_loss": candidate_loss,
-        "adapter_path": training["adapter_path"],
-        "training": training,
-        "seconds": time.time() - started,
-    }
+    return CycleOutcome(
+        "evaluated",
+        baseline_score=baseline_score,
+        candidate_score=candidate_score,
+        improvement=candidate_score - baseline_score,
+        baseline_loss=baseline_loss,
+        candidate_loss=candidate_loss,
+        adapter_path=training["adapter_path"],
+        training=training,
+        seconds=time.time() - started,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
-    spec = json.loads(Path(args[0]).read_text())
-    out = Path(spec["output_dir"]) / "result.json"
+    spec = CycleSpec.from_json(Path(args[0]).read_text())
+    out = Path(spec.output_dir) / "result.json"
     try:
         result = run(spec)
     except Exception as exc:  # the service records the reason; the traceback goes to stderr
         import traceback
 
         traceback.print_exc()
-        result = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
-    out.write_text(json.dumps(result, indent=2))
-    return 0 if result["status"] != "failed" else 1
+        result = CycleOutcome("failed", reason=f"{type(exc).__name__}: {exc}")
+    out.write_text(result.to_json())
+    return 0 if result.status != "failed" else 1
 
 
 if __name__ == "__main__":

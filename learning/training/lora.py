@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from learning.errors import TrainingError
+from learning.errors import TrainingError, TrainingUnavailableError
 from learning.training.config import LoRATrainingConfig
 from learning.training.data import IGNORE_INDEX, Example, bucket_batches, encode_pair, pack_rows, split_eval
 
@@ -67,7 +67,9 @@ def select_device(hint: str | None = None) -> str:
 
 def load_tokenizer(model_name: str) -> Any:
     if not HAS_TRANSFORMERS:
-        raise ImportError("transformers is required for LoRATrainer. Install with: pip install transformers")
+        raise TrainingUnavailableError(
+            "transformers is required for LoRATrainer: pip install 'tracelearn[train]' torch==2.13.0"
+        )
     path = Path(model_name)
     if path.suffix == ".gguf":
         tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
@@ -198,7 +200,9 @@ class LoRATrainer:
         progress: Progress | None = None,
     ) -> None:
         if not HAS_TORCH:
-            raise ImportError("torch is required for LoRATrainer. Install with: pip install torch transformers peft")
+            raise TrainingUnavailableError(
+                "torch is required for LoRATrainer: pip install 'tracelearn[train]' torch==2.13.0"
+            )
         self.config = config
         self.model_name = model_name
         self.device = select_device(device)
@@ -262,7 +266,9 @@ class LoRATrainer:
             attn_implementation=self.config.attn_implementation,
         )
         if not HAS_PEFT:
-            raise ImportError("peft is required for LoRATrainer. Install with: pip install peft")
+            raise TrainingUnavailableError(
+                "peft is required for LoRATrainer: pip install 'tracelearn[train]' torch==2.13.0"
+            )
         if adapter:
             return peft.PeftModel.from_pretrained(base, adapter, is_trainable=trainable).to(self.device)
         if not trainable:

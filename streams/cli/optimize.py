@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from learning.errors import ConfigError
 from learning.optimize.config import load_optimize_config, settings_from_file
 from learning.optimize.engine import OptimizationEngine, export_best_recipe
 from learning.optimize.llm_optimizer import LLMOptimizer
@@ -46,7 +47,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         return _list_runs(OptimizationStore(_store_path(args)))
     if args.target == "show":
         if not args.run_id:
-            raise ValueError("tracelearn optimize show needs a RUN_ID (see tracelearn optimize runs)")
+            raise ConfigError("tracelearn optimize show needs a RUN_ID (see tracelearn optimize runs)")
         return _show_run(OptimizationStore(_store_path(args)), args.run_id)
     return _run(args)
 
@@ -135,7 +136,7 @@ def _when(ts: float) -> str:
 
 def _list_runs(store: OptimizationStore) -> int:
     if not store.path.exists():
-        raise ValueError(f"no optimization store at {store.path} (pass --store or --config)")
+        raise ConfigError(f"no optimization store at {store.path} (pass --store or --config)")
     rows = asyncio.run(store.list_runs())
     print("| run | status | trials | best trial | optimizer | benchmark | created (UTC) |")
     print("|---|---|---|---|---|---|---|")
@@ -149,10 +150,10 @@ def _list_runs(store: OptimizationStore) -> int:
 
 def _show_run(store: OptimizationStore, run_id: str) -> int:
     if not store.path.exists():
-        raise ValueError(f"no optimization store at {store.path} (pass --store or --config)")
+        raise ConfigError(f"no optimization store at {store.path} (pass --store or --config)")
     run = asyncio.run(store.get_run(run_id))
     if run is None:
-        raise ValueError(f"no run {run_id!r} in {store.path}")
+        raise ConfigError(f"no run {run_id!r} in {store.path}")
     print(f"run {run.run_id}: {run.status} ({run.optimizer_model}, {run.benchmark}), created {_when(run.created_at)}")
     if run.error:
         print(f"error: {run.error}")

@@ -8,6 +8,7 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from learning.errors import ConfigError
 from learning.training.registry import AdapterRegistry
 from streams.settings import Settings
 
@@ -25,7 +26,7 @@ def cmd_trainer(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     if not settings.bootstrap_servers:
-        raise ValueError("the trainer needs Kafka: set TRACELEARN_BOOTSTRAP_SERVERS or --bootstrap-servers")
+        raise ConfigError("the trainer needs Kafka: set TRACELEARN_BOOTSTRAP_SERVERS or --bootstrap-servers")
     service = TrainerService(settings)
 
     async def main() -> None:
@@ -46,7 +47,7 @@ def adapters_command(settings: Settings, action: str, version: int | None) -> in
     registry = AdapterRegistry(settings.trainer_dir / "registry")
     if action == "promote":
         if version is None:
-            raise ValueError("adapters promote needs a VERSION")
+            raise ConfigError("adapters promote needs a VERSION")
         registry.promote(version)
         print(f"adapter v{version} is current")
     elif action == "rollback":

@@ -23,7 +23,10 @@ import aiosqlite
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from learning.errors import ConfigError
 from learning.models import LearningResult, LearningTrigger, SftPair
+from learning.training.config import config_fields_from_json
+from learning.training.cycle import CycleOutcome, CycleSpec
 from learning.training.registry import AdapterRegistry
 from streams.kafka.client import client_kwargs, seek_to_start, topic_partitions
 from streams.settings import Settings
@@ -67,7 +70,7 @@ def _scope_filter(scope: str) -> tuple[str, tuple[str, ...]]:
 class TrainerService:
     def __init__(self, settings: Settings, *, python: str = sys.executable) -> None:
         if not settings.trainer_model:
-            raise ValueError("set TRACELEARN_TRAINER_MODEL (a hub id, a local model folder or a .gguf file)")
+            raise ConfigError("set TRACELEARN_TRAINER_MODEL (a hub id, a local model folder or a .gguf file)")
         self.settings = settings
         self.python = python
         self.dir = settings.trainer_dir
@@ -76,7 +79,7 @@ class TrainerService:
         self.metrics = TrainerMetrics()
         self.db: aiosqlite.Connection | None = None
         self._stop = asyncio.Event()
-        self.train_config: dict[str, Any] = json.loads(settings.trainer_config or "{}")
+        self.train_config = config_fields_from_json(settings.trainer_config)
 
     # -- store ----------------------------------------------------------------------------------
     async def open(self) -> None:
@@ -190,16 +193,16 @@ class TrainerService:
         work.mkdir(parents=True, exist_ok=True)
         (work / "pairs.json").write_text(json.dumps(pairs))
         current = self.registry.current_path()
-        spec = {
-            "pairs_file": str(work / "pairs.json"),
-            "base_model": self.settings.trainer_model,
-            "current_adapter": str(current) if current else None,
-            "output_dir": str(work),
-            "config": self.train_config,
-            "device": self.settings.trainer_device,
-            "eval_command": self.settings.trainer_eval_command,
-        }
-        (work / "spec.json").write_text(json.dumps(spec))
+        spec = CycleSpec(
+            pairs_file=str(work / "pairs.json"),
+            base_model=self.settings.trainer_model or "",
+            output_dir=str(work),
+            current_adapter=str(current) if current else None,
+            config=self.train_config,
+            device=self.settings.trainer_device,
+            eval_command=self.settings.trainer_eval_command,
+        )
+        (work / "spec.json").write_text(spec.to_json())
         log.info("cycle %s: training on %d pairs (current adapter: %s)", trigger.cycle_id, len(pairs), current)
         proc = await asyncio.create_subprocess_exec(
             self.python,
@@ -216,17 +219,18 @@ class TrainerService:
         out_file = work / "result.json"
         if not out_file.exists():
             return LearningResult(**base, status="failed", reason=f"training process exited with {proc.returncode}")
-        out = json.loads(out_file.read_text())
-        training = out.get("training", {})
+        out = CycleOutcome.from_json(out_file.read_text())
+        training = out.training
         if training.get("tokens_per_second"):
             self.metrics.tokens.set(training["tokens_per_second"])
-        if out["status"] != "evaluated":
-            return LearningResult(**base, status=out["status"], reason=out.get("reason", ""), training=training)
-        improvement = out["improvement"]
+        if out.status != "evaluated":
+            return LearningResult(**base, status=out.status, reason=out.reason, training=training)
+        assert out.improvement is not None and out.adapter_path is not None  # what "evaluated" means
+        improvement = out.improvement
         self.metrics.improvement.set(improvement)
-        scores = {
-            "baseline_score": out["baseline_score"],
-            "candidate_score": out["candidate_score"],
+        scores: dict[str, Any] = {
+            "baseline_score": out.baseline_score,
+            "candidate_score": out.candidate_score,
             "improvement": improvement,
             "training": training,
         }
@@ -239,7 +243,7 @@ class TrainerService:
                 reason=f"eval improvement {improvement:.4f} below threshold {minimum}",
                 adapter_version=self.registry.current(),
             )
-        version = self.registry.add(out["adapter_path"], {"cycle_id": trigger.cycle_id, **scores})
+        version = self.registry.add(out.adapter_path, {"cycle_id": trigger.cycle_id, **scores})
         self.registry.promote(version)
         self.metrics.current.set(version)
         return LearningResult(

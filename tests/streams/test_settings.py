@@ -60,3 +60,11 @@ def test_fetch_wait_unset_means_kafkas_default_until_resolved(monkeypatch):
         Settings(fetch_max_wait_ms=0)
     with pytest.raises(ValidationError, match="stage1_fetch_max_wait_ms"):
         Settings(stage1_fetch_max_wait_ms=0)
+
+
+def test_a_bad_trainer_config_stops_every_service_at_start_up(monkeypatch):
+    monkeypatch.setenv("TRACELEARN_TRAINER_CONFIG", '{"num_epoch": 3}')
+    with pytest.raises(ValidationError, match="unknown field"):
+        Settings()
+    monkeypatch.setenv("TRACELEARN_TRAINER_CONFIG", '{"num_epochs": 2}')
+    assert Settings().trainer_config == '{"num_epochs": 2}'
