@@ -22,13 +22,15 @@ from typing import Any
 import aiosqlite
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from pydantic import ValidationError
 
-from learning.errors import ConfigError
-from learning.models import LearningResult, LearningTrigger, SftPair
+from learning.errors import ConfigError, InvalidTraceError
+from learning.models import LearningResult, LearningTrigger, SftPair, describe_validation_error
 from learning.training.config import config_fields_from_json
 from learning.training.cycle import CycleOutcome, CycleSpec
 from learning.training.registry import AdapterRegistry
 from streams.kafka.client import client_kwargs, seek_to_start, topic_partitions
+from streams.kafka.dead_letters import BAD_SFT_PAIR, BAD_TRIGGER, dead_letter_headers
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,12 @@ class TrainerMetrics:
         self.improvement = Gauge("tracelearn_trainer_eval_improvement", "Score gain of the last cycle", registry=r)
         self.pairs = Gauge("tracelearn_trainer_pairs_in_store", "SFT pairs in the trainer's store", registry=r)
         self.current = Gauge("tracelearn_trainer_current_adapter_version", "Current adapter version", registry=r)
+        self.invalid = Counter(
+            "tracelearn_trainer_invalid_records",
+            "Records the trainer sent to the dead-letter topic instead of reading them",
+            ["reason"],
+            registry=r,
+        )
 
 
 def _scope_filter(scope: str) -> tuple[str, tuple[str, ...]]:
@@ -79,6 +87,7 @@ class TrainerService:
         self.metrics = TrainerMetrics()
         self.db: aiosqlite.Connection | None = None
         self._stop = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
         self.train_config = config_fields_from_json(settings.trainer_config)
 
     # -- store ----------------------------------------------------------------------------------
@@ -99,6 +108,19 @@ class TrainerService:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    async def _dead_letter(self, record: Any, code: str, error: BaseException) -> None:
+        """Set a record that cannot be read aside, with why; read again at every restart, it would stop the
+        trainer for good."""
+        log.warning("dead-lettering %s[%d]@%d: %s", record.topic, record.partition, record.offset, error)
+        self.metrics.invalid.labels(code).inc()
+        assert self._producer is not None
+        await self._producer.send_and_wait(
+            self.settings.dlq_topic,
+            record.value,
+            key=record.key,
+            headers=list(dead_letter_headers(record, code, error)),
+        )
+
     async def _apply_pairs(self, records: list[Any]) -> None:
         assert self.db is not None
         offsets: dict[int, int] = {}
@@ -108,7 +130,11 @@ class TrainerService:
             if rec.value is None:
                 await self.db.execute("DELETE FROM pairs WHERE pair_id = ?", (pid,))
                 continue
-            pair = SftPair.model_validate_json(rec.value)
+            try:
+                pair = SftPair.model_validate_json(rec.value)
+            except ValidationError as exc:
+                await self._dead_letter(rec, BAD_SFT_PAIR, InvalidTraceError(describe_validation_error(exc)))
+                continue
             await self.db.execute(
                 "INSERT OR REPLACE INTO pairs (pair_id, input, output, agent, query_class, feedback) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -325,10 +351,17 @@ class TrainerService:
                 batches = await consumer.getmany(timeout_ms=200)
                 for msgs in batches.values():
                     queue.extend(msgs)
-                if running is None and queue:
+                while running is None and queue:
                     record = queue[0]
+                    try:
+                        trigger = LearningTrigger.model_validate_json(record.value or b"")
+                    except ValidationError as exc:
+                        queue.pop(0)
+                        error = InvalidTraceError(describe_validation_error(exc))
+                        await self._dead_letter(record, BAD_TRIGGER, error)
+                        await consumer.commit({TopicPartition(record.topic, record.partition): record.offset + 1})
+                        continue
                     consumer.pause(*consumer.assignment())  # keep polling, take nothing new
-                    trigger = LearningTrigger.model_validate_json(record.value)
                     running = asyncio.create_task(self.handle(trigger))
                 if running is not None and running.done():
                     record = queue.pop(0)
@@ -354,9 +387,11 @@ class TrainerService:
             log.info("trainer metrics on :%d/metrics", self.settings.trainer_web_port)
         producer = AIOKafkaProducer(**client_kwargs(self.settings), acks="all")
         await producer.start()
+        self._producer = producer
         try:
             await asyncio.gather(self._pairs_loop(), self._triggers_loop(producer))
         finally:
+            self._producer = None
             await producer.stop()
             if self.db is not None:
                 await self.db.close()

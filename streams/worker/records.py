@@ -8,6 +8,8 @@ from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
+from streams.kafka.dead_letters import dead_letter_headers
+
 # msgspec rather than json.dumps for the JSON text the state stores write: stage 2 stores its whole state
 # (about 20 KB in the demo) with every commit, and json.dumps took about ten times as long to encode it
 # (docs/decisions.md #21). The output is standard JSON that json.loads and SQLite's json_each read as
@@ -74,3 +76,8 @@ class OutRecord(NamedTuple):
 Sender = Callable[[list[OutRecord]], Awaitable[None]]
 # queues records in the producer, in order, and returns what completes once the broker acknowledged them
 Enqueuer = Callable[[list[OutRecord]], Awaitable[Awaitable[object]]]
+
+
+def dead_letter(dlq_topic: str, record: Consumed, code: str, error: BaseException) -> OutRecord:
+    """``record`` unchanged, for the dead-letter topic, with why (streams/kafka/dead_letters.py)."""
+    return OutRecord(dlq_topic, record.key, record.value, dead_letter_headers(record, code, error))

@@ -25,10 +25,9 @@ from learning.state.ledger import LedgerEntry, apply_contribution, apply_feedbac
 from learning.state.tables import LearningState
 from streams.settings import Settings
 from streams.worker import deltas, ledger_rows
-from streams.worker.dead_letters import dead_letter
 from streams.worker.deltas import SftAdd, SftOp, SftRemove
 from streams.worker.metrics import WorkerMetrics
-from streams.worker.records import Consumed, OutRecord, Sender
+from streams.worker.records import Consumed, OutRecord, Sender, dead_letter
 from streams.worker.state_store import PREV_HEADER, PartitionDB
 from streams.worker.trace_decoder import FastFeedback, decode_feedback, decode_trace
 
@@ -344,7 +343,7 @@ class Stage1:
                     parsed.append(_new_arrival(_Arrival, (trace.trace_id, base, trace.query, trace.result)))
             except InvalidTraceError as exc:
                 self.metrics.invalid.labels(exc.reason).inc()
-                out.append(dead_letter(self.settings, record, exc.reason, exc))
+                out.append(dead_letter(self.settings.dlq_topic, record, exc.reason, exc))
         if duplicates:
             self.metrics.duplicates.inc(duplicates)
         if duplicates == len(batch):

@@ -24,12 +24,12 @@ from learning.routing.table import routing_update
 from learning.state.sft import SftChange, SftMember
 from learning.state.tables import LearningState
 from streams.errors import StateStoreError
+from streams.kafka.dead_letters import BAD_DELTA
 from streams.settings import Settings
 from streams.worker import deltas
-from streams.worker.dead_letters import BAD_DELTA, dead_letter
 from streams.worker.deltas import BadDelta, SftOp
 from streams.worker.metrics import WorkerMetrics
-from streams.worker.records import Enqueuer, InRecord, OutRecord, Sender
+from streams.worker.records import Enqueuer, InRecord, OutRecord, Sender, dead_letter
 from streams.worker.stage2_state import Stage2State
 from streams.worker.state_store import PREV_HEADER, SEQ_HEADER, PartitionDB
 
@@ -177,7 +177,7 @@ class Stage2:
                     # an unreadable delta would fail again at every restart: it goes aside, with its reason
                     log.warning("stage 2: dead-lettering %s[%d]@%d: %s", *key, record.offset, exc)
                     self.metrics.invalid.labels(BAD_DELTA).inc()
-                    rejected.append(dead_letter(self.settings, record, BAD_DELTA, exc))
+                    rejected.append(dead_letter(self.settings.dlq_topic, record, BAD_DELTA, exc))
             applied = await self._apply(db, fresh, offsets, rejected)
             self.metrics.deltas_applied.labels("topic").inc(applied)
         self.metrics.batch_seconds.labels("stage2").observe(time.perf_counter() - started)

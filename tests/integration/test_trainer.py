@@ -169,5 +169,32 @@ async def test_interrupted_cycle_fails_cleanly_after_restart(settings, tmp_path,
     await service.db.close()
 
 
+async def test_unreadable_pairs_and_triggers_are_dead_lettered_and_the_trainer_goes_on(settings, tmp_path, tiny):
+    s = trainer_settings(settings, tmp_path, tiny)
+    await asyncio.to_thread(prepare_topics, s)
+    producer = AIOKafkaProducer(**client_kwargs(s))
+    await producer.start()
+    try:
+        await producer.send_and_wait(s.sft_topic, b'{"pair_id": 1}', key=b"p-bad")
+        await producer.send_and_wait(s.triggers_topic, b"not a trigger", key=b"global")
+    finally:
+        await producer.stop()
+    await publish_pairs(s, tiny_pairs(1))
+    service = TrainerService(s)
+    async with running(service):
+        await send_trigger(s, 1, 1)
+        assert await wait_until(lambda: _has_results(s, 1), 60)
+        assert await wait_until(lambda: service.pair_count(), 10)
+    [result] = await results(s)
+    assert result.cycle_id == "global#1" and result.status == "skipped"  # one pair is too few to train on
+    dead = await read_topic(s, s.dlq_topic, idle=0.5, timeout=10)
+    by_code = {dict(r.headers)["reason_code"]: r for r in dead}
+    assert set(by_code) == {b"bad_sft_pair", b"bad_trigger"}
+    assert by_code[b"bad_trigger"].value == b"not a trigger"
+    assert dict(by_code[b"bad_sft_pair"].headers)["source_topic"] == s.sft_topic.encode()
+    assert service.metrics.invalid.labels("bad_sft_pair")._value.get() == 1
+    assert service.metrics.invalid.labels("bad_trigger")._value.get() == 1
+
+
 async def _has_results(settings: Settings, n: int) -> bool:
     return len(await results(settings)) >= n

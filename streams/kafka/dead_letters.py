@@ -11,15 +11,27 @@ came from and why it was set aside:
 
 from __future__ import annotations
 
-from streams.settings import Settings
-from streams.worker.records import Consumed, OutRecord
+from typing import Protocol
 
 # on the deltas topic: a record that is not a delta message (streams/worker/deltas.py)
 BAD_DELTA = "bad_delta"
+# on the sft-pairs topic, as the trainer reads it: a value that is not an SftPair
+BAD_SFT_PAIR = "bad_sft_pair"
+# on the learning-triggers topic: a value that is not a LearningTrigger
+BAD_TRIGGER = "bad_trigger"
 
 
-def dead_letter(settings: Settings, record: Consumed, code: str, error: BaseException) -> OutRecord:
-    headers = (
+class Source(Protocol):
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+
+
+def dead_letter_headers(record: Source, code: str, error: BaseException) -> tuple[tuple[str, bytes], ...]:
+    return (
         ("reason", str(error).encode()),
         ("reason_code", code.encode()),
         ("error_class", type(error).__name__.encode()),
@@ -27,4 +39,3 @@ def dead_letter(settings: Settings, record: Consumed, code: str, error: BaseExce
         ("source_partition", str(record.partition).encode()),
         ("source_offset", str(record.offset).encode()),
     )
-    return OutRecord(settings.dlq_topic, record.key, record.value, headers)
