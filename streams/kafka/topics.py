@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass, field
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 
 from streams.errors import TopicError
 from streams.kafka.broker import EMBEDDED_CLUSTER_ID
@@ -21,6 +23,13 @@ class TopicSpec:
     name: str
     partitions: int
     config: dict[str, str] = field(default_factory=dict)
+    # the setting that must match an existing topic's partition count; None: any count works (the topic is
+    # read whole, or written by key and read whole)
+    must_match: str | None = None
+
+    @property
+    def compacted(self) -> bool:
+        return "compact" in self.config.get("cleanup.policy", "")
 
 
 COMPACT = {"cleanup.policy": "compact"}
@@ -29,12 +38,13 @@ COMPACT = {"cleanup.policy": "compact"}
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     n = settings.trace_partitions
     return [
-        TopicSpec(settings.traces_topic, n),
-        # co-partitioned with traces: feedback for a trace lands on the partition that holds its ledger entry
-        TopicSpec(settings.feedback_topic, n),
+        # a stage-1 partition's state covers one traces partition and the feedback partition of the same
+        # number: both topics must have exactly the configured count
+        TopicSpec(settings.traces_topic, n, must_match="TRACELEARN_TRACE_PARTITIONS"),
+        TopicSpec(settings.feedback_topic, n, must_match="TRACELEARN_TRACE_PARTITIONS"),
         TopicSpec(settings.dlq_topic, n),
-        # stage 2 is a global combiner; see docs/decisions.md
-        TopicSpec(settings.deltas_topic, settings.deltas_partitions),
+        # stage 2 is one global combiner: one partition (docs/decisions.md)
+        TopicSpec(settings.deltas_topic, settings.deltas_partitions, must_match="TRACELEARN_DELTAS_PARTITIONS"),
         TopicSpec(settings.routing_topic, 1, COMPACT),
         TopicSpec(settings.sft_topic, n, COMPACT),
         TopicSpec(settings.triggers_topic, 1),
@@ -44,7 +54,13 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 
 async def ensure_topics(settings: Settings) -> list[str]:
-    """Create missing topics; returns the names created. A wrong partition count is an error."""
+    """Create missing topics; returns the names created.
+
+    An existing input topic with another partition count than the configured one is an error (the worker's
+    state is per partition); any other topic works with any count. A compacted topic that exists without
+    compaction still works, but grows without bound and is read whole by every router and trainer that
+    starts: a warning says how to fix it.
+    """
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
     await admin.start()
     try:
@@ -66,20 +82,60 @@ async def ensure_topics(settings: Settings) -> list[str]:
                     raise TopicError(f"cannot create topic {name}: error {code} {message}")
         present = [s for s in specs if s.name in existing]
         if present:
-            described = await admin.describe_topics([s.name for s in present])
-            counts = {d["topic"]: len(d["partitions"]) for d in described}
-            for spec in present:
-                have = counts.get(spec.name)
-                if have is not None and have != spec.partitions:
-                    raise TopicError(
-                        f"topic {spec.name} has {have} partitions but {spec.partitions} are configured; "
-                        "set TRACELEARN_TRACE_PARTITIONS to match, or use a new TRACELEARN_TOPIC_PREFIX"
-                    )
+            await _check_partitions(admin, present)
+            await _check_compaction(admin, [s for s in present if s.compacted])
         if created:
             log.info("created topics: %s", ", ".join(created))
         return created
     finally:
         await admin.close()
+
+
+async def _check_partitions(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
+    described = await admin.describe_topics([s.name for s in specs])
+    counts = {d["topic"]: len(d["partitions"]) for d in described}
+    for spec in specs:
+        have = counts.get(spec.name)
+        if have is None or have == spec.partitions:
+            continue
+        if spec.must_match is None:
+            log.info(
+                "topic %s has %d partitions (%d when tracelearn creates it): fine", spec.name, have, spec.partitions
+            )
+            continue
+        raise TopicError(
+            f"topic {spec.name} has {have} partitions but {spec.partitions} are configured; set {spec.must_match}="
+            f"{have} to match, or use a new TRACELEARN_TOPIC_PREFIX"
+        )
+
+
+async def _check_compaction(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> None:
+    if not specs:
+        return
+    # every config of the topic, unfiltered: the embedded broker drops the connection on a filtered request
+    try:
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, s.name) for s in specs])
+    except KafkaError as exc:  # a broker that does not answer DescribeConfigs: nothing to check against
+        log.debug("cannot check the compacted topics' cleanup policy: %s", exc)
+        return
+    policies: dict[str, str] = {}
+    for response in responses:
+        for resource in response.resources:
+            _code, _message, _type, name, entries = resource[:5]
+            for entry in entries:
+                if entry[0] == "cleanup.policy":
+                    policies[name] = entry[1]
+    for spec in specs:
+        policy = policies.get(spec.name, "delete")
+        if "compact" not in policy:
+            log.warning(
+                "topic %s exists with cleanup.policy=%s, not compact: it keeps every record and readers replay "
+                "all of them. Set it: kafka-configs.sh --alter --entity-type topics --entity-name %s "
+                "--add-config cleanup.policy=compact",
+                spec.name,
+                policy,
+                spec.name,
+            )
 
 
 async def for_broker(settings: Settings) -> Settings:

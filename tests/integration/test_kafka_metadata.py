@@ -9,11 +9,12 @@ import logging
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from streams.errors import TopicError
 from streams.kafka.broker import EmbeddedBroker
 from streams.kafka.client import client_kwargs, seek_to_start, topic_partitions
-from streams.kafka.topics import for_broker
+from streams.kafka.topics import ensure_topics, for_broker
 from streams.settings import EMBEDDED_FETCH_WAIT_MS, EMBEDDED_STAGE1_FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS
 from streams.worker.service import prepare_topics
 
@@ -95,3 +96,40 @@ async def test_any_other_broker_gets_kafkas_fetch_wait(settings):
     # Kafka answers as soon as records arrive: stage 1 needs no wait of its own
     assert resolved.stage1_fetch_max_wait_ms is None
     assert resolved.stage1_fetch_wait_ms == KAFKA_FETCH_WAIT_MS
+
+
+async def _create(settings, name: str, partitions: int, config: dict[str, str] | None = None) -> None:
+    admin = AIOKafkaAdminClient(**client_kwargs(settings))
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=config or {})])
+    finally:
+        await admin.close()
+
+
+async def test_an_input_topic_with_another_partition_count_stops_the_worker_naming_its_setting(settings):
+    await _create(settings, settings.deltas_topic, 2)
+    with pytest.raises(TopicError, match="TRACELEARN_DELTAS_PARTITIONS"):
+        await ensure_topics(settings)
+    other = settings.model_copy(update={"topic_prefix": settings.topic_prefix + "t"})
+    await _create(other, other.feedback_topic, 3)
+    with pytest.raises(TopicError, match="has 3 partitions but 4 are configured; set TRACELEARN_TRACE_PARTITIONS=3"):
+        await ensure_topics(other)
+
+
+async def test_a_routing_topic_that_a_router_created_first_is_fine(settings, caplog):
+    # a consumer that subscribes before any worker ran makes the broker create it with its default count
+    await _create(settings, settings.routing_topic, 4, {"cleanup.policy": "compact"})
+    with caplog.at_level(logging.INFO, logger="streams.kafka.topics"):
+        created = await ensure_topics(settings)
+    assert settings.routing_topic not in created and settings.traces_topic in created
+    assert "has 4 partitions" in caplog.text
+    assert await topic_partitions(settings, settings.routing_topic, expected=1) == [0, 1, 2, 3]
+
+
+async def test_a_compacted_topic_without_compaction_is_noticed(settings, caplog):
+    await _create(settings, settings.sft_topic, settings.trace_partitions)
+    with caplog.at_level(logging.WARNING, logger="streams.kafka.topics"):
+        await ensure_topics(settings)
+    assert f"topic {settings.sft_topic} exists with cleanup.policy=delete, not compact" in caplog.text
+    assert settings.routing_topic not in caplog.text  # created here, with compaction
