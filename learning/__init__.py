@@ -3,11 +3,14 @@
 Pure Python: nothing here imports Kafka, faust or aiokafka (tests/learning/test_layering.py checks).
 """
 
+from typing import Any
+
 from learning.classifier import CLASSIFIER_VERSION, build_routing_context, classify_query
 from learning.errors import TracelearnError
 from learning.evolver import AgentConfigEvolver
 from learning.miner import TrainingDataMiner
 from learning.models import FeedbackEvent, Trace, TraceEvent, TraceStep
+from learning.optimize import LLMOptimizer, OptimizationEngine, OptimizationStore
 from learning.orchestrator import LearningOrchestrator
 from learning.reward import HeuristicRewardFunction, RewardFunction
 from learning.routing.heuristic import HeuristicRouter
@@ -28,6 +31,17 @@ def ensure_registered() -> None:
 
 ensure_registered()
 
+
+def __getattr__(name: str) -> Any:
+    # LoRATrainer imports torch and transformers: only when it is asked for, so that importing `learning`
+    # stays light (the stream worker and the SDK never train)
+    if name == "LoRATrainer":
+        from learning.training.lora import LoRATrainer
+
+        return LoRATrainer
+    raise AttributeError(f"module 'learning' has no attribute {name!r}")
+
+
 __all__ = [
     "CLASSIFIER_VERSION",
     "AgentConfigEvolver",
@@ -36,9 +50,13 @@ __all__ = [
     "HeuristicRewardFunction",
     "HeuristicRouter",
     "InMemoryTraceStore",
+    "LLMOptimizer",
     "LearningOrchestrator",
+    "LoRATrainer",
     "LoRATrainingConfig",
     "OpenJarvisTraceStore",
+    "OptimizationEngine",
+    "OptimizationStore",
     "QueryAnalyzer",
     "RewardFunction",
     "RewardRegistry",

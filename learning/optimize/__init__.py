@@ -7,7 +7,7 @@ from learning.optimize.objectives import compute_pareto_frontier
 from learning.optimize.replay_runner import LEARNING_SEARCH_SPACE, ReplayTrialRunner
 from learning.optimize.runners import CommandTrialRunner, TrialRunner
 from learning.optimize.search_space import DEFAULT_SEARCH_SPACE, SearchDimension, SearchSpace, build_search_space
-from learning.optimize.store import OptimizationStore
+from learning.optimize.store import AsyncOptimizationStore, OptimizationStore
 from learning.optimize.types import (
     ALL_OBJECTIVES,
     DEFAULT_OBJECTIVES,
@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_SEARCH_SPACE",
     "LEARNING_SEARCH_SPACE",
     "AnthropicBackend",
+    "AsyncOptimizationStore",
     "BackendError",
     "BenchmarkScore",
     "CommandTrialRunner",

@@ -32,7 +32,7 @@ from learning.optimize.objectives import (
 )
 from learning.optimize.runners import TrialRunner
 from learning.optimize.search_space import SearchSpace
-from learning.optimize.store import OptimizationStore
+from learning.optimize.store import AsyncOptimizationStore, OptimizationStore
 from learning.optimize.types import ObjectiveSpec, OptimizationRun, RunSummary, TrialConfig, TrialResult
 from learning.store import run_blocking
 
@@ -49,7 +49,7 @@ class OptimizationEngine:
         search_space: SearchSpace,
         llm_optimizer: LLMOptimizer,
         trial_runner: TrialRunner,
-        store: OptimizationStore | None = None,
+        store: OptimizationStore | AsyncOptimizationStore | None = None,
         max_trials: int = 20,
         early_stop_patience: int = 5,
         *,
@@ -62,11 +62,19 @@ class OptimizationEngine:
         self.llm_optimizer = llm_optimizer
         self.trial_runner = trial_runner
         self.store = store
+        # the loop awaits the store: a synchronous (seed) store runs in a worker thread
+        self._store = AsyncOptimizationStore(store) if isinstance(store, OptimizationStore) else store
         self.max_trials = max_trials
         self.early_stop_patience = early_stop_patience
         self.merge_every = merge_every
         self.objectives = list(objectives or llm_optimizer.objectives)
         llm_optimizer.objectives = self.objectives  # the LLM is told what the engine optimises
+
+    @staticmethod
+    def export_best_recipe(run: OptimizationRun, path: Path) -> Path:
+        """Write the best trial's configuration as a TOML recipe (the seed's method; see
+        :func:`export_best_recipe`)."""
+        return export_best_recipe(run, path)
 
     def run(self, progress_callback: Progress | None = None) -> OptimizationRun:
         """Execute the full optimization loop (blocking; see :meth:`arun` inside an event loop)."""
@@ -95,8 +103,8 @@ class OptimizationEngine:
         return run
 
     async def _save(self, run: OptimizationRun) -> None:
-        if self.store is not None:
-            await self.store.save_run(run)
+        if self._store is not None:
+            await self._store.save_run(run)
 
     async def _loop(self, run: OptimizationRun, progress: Progress | None) -> None:
         history: list[TrialResult] = []
@@ -108,9 +116,9 @@ class OptimizationEngine:
             run.pareto_frontier = compute_pareto_frontier(history, self.objectives)
             run.best_trial = best_trial(history, self.objectives)
             no_improve = 0 if improves(history, result, self.objectives) else no_improve + 1
-            if self.store is not None:
-                await self.store.save_trial(run.run_id, result)
-                await self.store.save_run(run)
+            if self._store is not None:
+                await self._store.save_trial(run.run_id, result)
+                await self._store.save_run(run)
             log.info(
                 "trial %d/%d %s: %s",
                 trial_num,

@@ -14,7 +14,7 @@ from learning.optimize.config import load_optimize_config, settings_from_file
 from learning.optimize.engine import OptimizationEngine, export_best_recipe
 from learning.optimize.llm_optimizer import LLMOptimizer
 from learning.optimize.objectives import objective_value, weighted_scores
-from learning.optimize.store import OptimizationStore
+from learning.optimize.store import AsyncOptimizationStore
 from learning.optimize.types import ObjectiveSpec, OptimizationRun, TrialResult
 from streams.cli.progress import Progress
 
@@ -44,17 +44,17 @@ def _store_path(args: argparse.Namespace) -> Path:
 
 def cmd_optimize(args: argparse.Namespace) -> int:
     if args.target == "runs":
-        return _list_runs(OptimizationStore(_store_path(args)))
+        return _list_runs(AsyncOptimizationStore(_store_path(args)))
     if args.target == "show":
         if not args.run_id:
             raise ConfigError("tracelearn optimize show needs a RUN_ID (see tracelearn optimize runs)")
-        return _show_run(OptimizationStore(_store_path(args)), args.run_id)
+        return _show_run(AsyncOptimizationStore(_store_path(args)), args.run_id)
     return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
     s = settings_from_file(args.target)
-    store = OptimizationStore(Path(args.store) if args.store else s.store_path)
+    store = AsyncOptimizationStore(Path(args.store) if args.store else s.store_path)
     optimizer = LLMOptimizer(
         s.search_space, s.optimizer_model, s.backend, objectives=s.objectives, max_retries=s.answer_retries
     )
@@ -134,7 +134,7 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _list_runs(store: OptimizationStore) -> int:
+def _list_runs(store: AsyncOptimizationStore) -> int:
     if not store.path.exists():
         raise ConfigError(f"no optimization store at {store.path} (pass --store or --config)")
     rows = asyncio.run(store.list_runs())
@@ -148,7 +148,7 @@ def _list_runs(store: OptimizationStore) -> int:
     return 0
 
 
-def _show_run(store: OptimizationStore, run_id: str) -> int:
+def _show_run(store: AsyncOptimizationStore, run_id: str) -> int:
     if not store.path.exists():
         raise ConfigError(f"no optimization store at {store.path} (pass --store or --config)")
     run = asyncio.run(store.get_run(run_id))

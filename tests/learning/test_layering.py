@@ -1,6 +1,8 @@
 import ast
 from pathlib import Path
 
+import pytest
+
 import learning
 
 FORBIDDEN = {"streams", "faust", "aiokafka", "mode", "kafka"}
@@ -31,3 +33,25 @@ def test_public_api():
         build_routing_context,
         ensure_registered,
     )
+
+
+def test_the_seeds_imports_work_as_the_seed_has_them(tmp_path):
+    import subprocess
+    import sys
+
+    # LoRATrainer comes with `learning` only when asked for: importing the package stays torch-free
+    code = (
+        "import sys; import learning; assert 'torch' not in sys.modules, 'import learning loaded torch'; "
+        "from learning import LLMOptimizer, OptimizationEngine, OptimizationStore, LoRATrainer; "
+        "assert LoRATrainer.__name__ == 'LoRATrainer'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    from learning import OptimizationEngine, OptimizationStore
+    from learning.optimize import OptimizationRun
+
+    store = OptimizationStore(tmp_path / "o.db")  # synchronous, as in the seed
+    run = OptimizationRun()
+    store.save_run(run)
+    assert store.get_run(run.run_id) == run and store.list_runs()[0]["run_id"] == run.run_id
+    with pytest.raises(ValueError, match="No best trial"):
+        OptimizationEngine.export_best_recipe(run, tmp_path / "recipe.toml")

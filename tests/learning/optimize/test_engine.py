@@ -97,7 +97,7 @@ def test_crashes_garbles_and_missing_metrics_are_recorded_and_the_run_goes_on(tm
     assert statuses[2] == ("failed", "the trial reported no value for objective(s) ['regret']")
     assert statuses[3] == ("completed", None)
     assert run.status == "completed" and run.best_trial.trial_id == run.trials[3].trial_id
-    stored = asyncio.run(store.get_run(run.run_id))
+    stored = store.get_run(run.run_id)
     assert [t.status for t in stored.trials] == ["failed", "failed", "failed", "completed"]
     assert stored.trials[1].error == run.trials[1].error
 
@@ -144,9 +144,9 @@ def test_a_run_that_raises_is_saved_as_failed(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         eng.run(progress_callback=progress)
-    [row] = asyncio.run(store.list_runs())
+    [row] = store.list_runs()
     assert row["status"] == "failed" and row["trials"] == 1
-    stored = asyncio.run(store.get_run(row["run_id"]))
+    stored = store.get_run(row["run_id"])
     assert stored.error == "KeyboardInterrupt: "
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import tomllib
 from pathlib import Path
 
@@ -85,8 +84,8 @@ def test_optimize_runs_stores_prints_the_frontier_and_exports_the_recipe(tmp_pat
     assert "apply it to the workers with: TRACELEARN_RANKING_RULE=lcb TRACELEARN_MIN_SAMPLES=" in out
 
     store = OptimizationStore(tmp_path / "runs" / "optimize.db")
-    [row] = asyncio.run(store.list_runs())
-    run = asyncio.run(store.get_run(row["run_id"]))
+    [row] = store.list_runs()
+    run = store.get_run(row["run_id"])
     assert run.status == "completed" and len(run.trials) == 5  # every trial stored, failures included
     statuses = [t.status for t in run.trials]
     assert statuses == ["completed", "failed", "completed", "failed", "completed"]
