@@ -7,7 +7,7 @@ Fills a topic of ``--partitions`` partitions with single-record batches (as a fl
 send their own trace does), then, for each wait: adds one record to every partition and takes one fetch of
 all of them from just before that record, ``--fetches`` times. Every partition has a record to return,
 so a fetch that leaves any out shows the broker stopping its reads when the wait is spent (stage 1 reads
-eight partitions in one fetch: docs/decisions.md #20). Prints a markdown table (docs/benchmarks.md).
+eight partitions in one fetch: docs/decisions.md). Prints a markdown table (docs/benchmarks.md).
 """
 
 from __future__ import annotations

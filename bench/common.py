@@ -119,11 +119,11 @@ async def newest_fetch_cost(
 
 class BrokerSpeed:
     """How fast the host runs the embedded broker now: its CPU time per fetch of the newest record of a
-    partition of ``BATCHES`` single-record batches. Each such fetch reads through every batch
-    (docs/decisions.md #19), so the figure moves only with the host. The steal row shows the CPU time the
-    host took away; this shows the host running the broker's work slower, which session 13 saw at 2-3
-    times for a minute with no steal recorded (docs/decisions.md #22). Measure while no worker runs: the
-    figure is the whole broker's CPU, and a worker's fetches, even idle ones, would count too."""
+    partition of ``BATCHES`` single-record batches. Each such fetch reads through every batch, so the figure
+    moves only with the host. The steal row shows the CPU time the host took away; this shows the host
+    running the broker's work slower, which was seen at 2-3 times for a minute with no steal recorded.
+    Measure while no worker runs: the figure is the whole broker's CPU, and a worker's fetches, even idle
+    ones, would count too."""
 
     BATCHES = 2_000
 

@@ -386,7 +386,7 @@ def main() -> None:
         drains, drain_steals = (
             ([], []) if args.latency_only else extra_drains(bs, args.traces, args.drains - 1, Path(tmp))
         )
-        # while no worker runs: an idle worker's fetches would count too (docs/decisions.md #22)
+        # while no worker runs: an idle worker's fetches would count too
         speeds["before the last drain"] = asyncio.run(speed.measure())
         print("full pipeline ...", flush=True)
         log = Path(tmp) / "worker.log"

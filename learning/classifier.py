@@ -1,11 +1,11 @@
 """The one query classifier of tracelearn (versioned).
 
-The reference has five classifiers that disagree (reference section 2). tracelearn keeps the reference's
-classes and their order of precedence (code, math, short, long, general) but detects code and math from
-syntax rather than from bare words, so prose such as "first class service", "let me know" or
-"import duties" is not code. ``CLASSIFIER_VERSION`` travels with every routing table: a router must not
-mix tables built by different classifier versions. docs/classifier.md lists every behaviour that differs
-from the reference and why.
+The reference has five classifiers that disagree. tracelearn keeps the reference's classes and their order
+of precedence (code, math, short, long, general) but detects code and math from syntax rather than from
+bare words, so prose such as "first class service", "let me know" or "import duties" is not code.
+``CLASSIFIER_VERSION`` travels with every routing table: a router must not mix tables built by different
+classifier versions. docs/reference-differences.md lists every behaviour that differs from the reference
+and why.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ def new_trace_id() -> str:
 
 
 class TraceStep(_Contract):
-    """One step of an agent run (reference 1.2)."""
+    """One step of an agent run."""
 
     step_type: StepType
     timestamp: Timestamp = 0.0

@@ -150,7 +150,7 @@ def row_to_trace_dict(row: sqlite3.Row | tuple[Any, ...], steps: list[dict[str, 
 
 
 class OpenJarvisTraceStore:
-    """Async, read-only reader of an OpenJarvis ``traces.db`` (reference schema 1.6).
+    """Async, read-only reader of an OpenJarvis ``traces.db``.
 
     Steps are loaded with one query per page of traces, not one per trace. Rows that violate the
     contract (feedback outside [0, 1], an unknown outcome, ...) are skipped and counted in

@@ -13,12 +13,12 @@ from learning.routing.ranking import check_rule
 from learning.training.config import config_fields_from_json
 
 # Tansu answers a waiting fetch only when its wait ends, so against it the wait is the latency floor; Kafka
-# answers as soon as data arrives, and a longer wait only saves empty fetches (docs/decisions.md #19).
+# answers as soon as data arrives, and a longer wait only saves empty fetches (docs/decisions.md).
 EMBEDDED_FETCH_WAIT_MS = 20
 KAFKA_FETCH_WAIT_MS = 500
 # Tansu also stops reading a fetch's partitions when its wait is spent, and each partition costs it a scan
 # of every batch the partition holds: with 20 ms, stage 1's fetch of its eight growing partitions came
-# back with some of them left out (docs/decisions.md #20). Stage 1 nearly always finds records at once.
+# back with some of them left out (docs/decisions.md). Stage 1 nearly always finds records at once.
 EMBEDDED_STAGE1_FETCH_WAIT_MS = 100
 
 
@@ -29,29 +29,37 @@ class Settings(BaseSettings):
     bootstrap_servers: str | None = Field(
         default=None, description="comma-separated host:port list; unset = start the embedded broker"
     )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
-    ssl_key_password: SecretStr | None = None
-    embedded_broker_port: int = Field(default=9092, ge=0, le=65535, description="0 = any free port")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="how clients talk to the brokers"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="needs a SASL security protocol"
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user")
+    sasl_password: SecretStr | None = Field(default=None, description="SASL password (secret)")
+    ssl_cafile: Path | None = Field(default=None, description="CA bundle that signed the brokers' certificates")
+    ssl_certfile: Path | None = Field(default=None, description="client certificate (mutual TLS)")
+    ssl_keyfile: Path | None = Field(default=None, description="client key (mutual TLS)")
+    ssl_key_password: SecretStr | None = Field(default=None, description="password of the client key (secret)")
+    embedded_broker_port: int = Field(
+        default=9092, ge=0, le=65535, description="port of the embedded broker the worker starts; 0 = any free port"
+    )
 
     # -- topics ----------------------------------------------------------------------------------
-    topic_prefix: str = "tracelearn"
-    trace_partitions: int = Field(default=4, ge=1)
+    topic_prefix: str = Field(default="tracelearn", description="every topic's name starts with it")
+    trace_partitions: int = Field(
+        default=4, ge=1, description="partitions of the traces and feedback topics (and the most workers that do work)"
+    )
     deltas_partitions: int = Field(default=1, ge=1, le=1, description="stage 2 is one global combiner")
-    replication_factor: int = Field(default=1, ge=1)
+    replication_factor: int = Field(default=1, ge=1, description="of the topics the worker creates")
 
     # -- worker ----------------------------------------------------------------------------------
-    app_id: str = "tracelearn-worker"
-    state_dir: Path = Path(".tracelearn/state")
-    web_port: int = Field(default=6066, ge=0, le=65535)
-    web_host: str = "127.0.0.1"
-    batch_max: int = Field(default=5000, ge=1)
-    stage2_batch_within: float = Field(default=0.02, gt=0)
+    app_id: str = Field(default="tracelearn-worker", description="consumer-group prefix of the worker and trainer")
+    state_dir: Path = Field(default=Path(".tracelearn/state"), description="the worker's local state stores")
+    web_port: int = Field(default=6066, ge=0, le=65535, description="the worker's /metrics port; 0 = none")
+    web_host: str = Field(default="127.0.0.1", description="address /metrics listens on (0.0.0.0 in containers)")
+    batch_max: int = Field(default=5000, ge=1, description="most records stage 1 takes per fetch")
+    stage2_batch_within: float = Field(default=0.02, gt=0, description="seconds stage 2 gathers deltas into one batch")
     local_stage2: bool = Field(
         default=True, description="stage 2 also takes its own process's deltas without the broker's round trip"
     )
@@ -67,32 +75,50 @@ class Settings(BaseSettings):
         le=1500,
         description="stage 1's consumer; unset: 100 against the embedded broker, else the fetch wait above",
     )
-    max_message_bytes: int = Field(default=512_000, ge=10_000)
-    session_timeout: float = Field(default=6.0, gt=0)
-    rebalance_timeout: float = Field(default=6.0, gt=0)
-    heartbeat_interval: float = Field(default=1.0, gt=0)
+    max_message_bytes: int = Field(
+        default=512_000,
+        ge=10_000,
+        description="largest delta message stage 1 builds (records up to twice this are sent)",
+    )
+    session_timeout: float = Field(default=6.0, gt=0, description="seconds a silent group member keeps its partitions")
+    rebalance_timeout: float = Field(default=6.0, gt=0, description="seconds a rebalance waits for members")
+    heartbeat_interval: float = Field(default=1.0, gt=0, description="seconds between group heartbeats")
 
     # -- learning --------------------------------------------------------------------------------
-    min_quality: float = Field(default=0.7, ge=0.0, le=1.0)
-    min_samples: int = Field(default=5, ge=1)
-    ranking_rule: str = "lcb"
-    half_life_seconds: float | None = Field(default=None, gt=0)
-    feedback_window_seconds: float = Field(default=7 * 24 * 3600.0, gt=0)
-    routing_publish_interval: float = Field(default=0.02, ge=0.0)
-    sft_trigger_threshold: int = Field(default=50, ge=1)
-    trigger_per_agent: bool = False
-    reward_max_latency: float = Field(default=30.0, gt=0)
-    reward_max_cost: float = Field(default=0.01, gt=0)
+    min_quality: float = Field(
+        default=0.7, ge=0.0, le=1.0, description="feedback a successful trace needs to be an SFT pair"
+    )
+    min_samples: int = Field(default=5, ge=1, description="rated traces a model needs before it can be a class's best")
+    ranking_rule: str = Field(default="lcb", description="lcb, mean or decayed (decayed needs a half-life)")
+    half_life_seconds: float | None = Field(
+        default=None, gt=0, description="event-time half-life of the decayed figures; unset = none"
+    )
+    feedback_window_seconds: float = Field(
+        default=7 * 24 * 3600.0, gt=0, description="how long a trace's late feedback still counts"
+    )
+    routing_publish_interval: float = Field(
+        default=0.02, ge=0.0, description="least seconds between two routing updates of a class"
+    )
+    sft_trigger_threshold: int = Field(default=50, ge=1, description="new unique pairs per learning trigger")
+    trigger_per_agent: bool = Field(default=False, description="also count and trigger per agent")
+    reward_max_latency: float = Field(default=30.0, gt=0, description="seconds of latency that score 0 in the reward")
+    reward_max_cost: float = Field(default=0.01, gt=0, description="USD per trace that score 0 in the reward")
 
     # -- trainer ---------------------------------------------------------------------------------
-    trainer_dir: Path = Path(".tracelearn/trainer")
+    trainer_dir: Path = Field(
+        default=Path(".tracelearn/trainer"), description="the trainer's pair store, cycles and adapter registry"
+    )
     trainer_model: str | None = Field(default=None, description="base model: hub id, folder or .gguf file")
-    trainer_device: str | None = None
-    trainer_min_improvement: float = 0.02
+    trainer_device: str | None = Field(default=None, description="cuda, mps or cpu; unset = the best there is")
+    trainer_min_improvement: float = Field(
+        default=0.02, description="score gain (nats per token, or the eval command's) a candidate needs"
+    )
     trainer_eval_command: str | None = Field(default=None, description="command printing {'score': x}; {adapter}")
     trainer_config: str = Field(default="{}", description="JSON of LoRATrainingConfig fields")
-    trainer_pair_wait_seconds: float = Field(default=30.0, ge=0)
-    trainer_web_port: int = Field(default=6068, ge=0, le=65535)
+    trainer_pair_wait_seconds: float = Field(
+        default=30.0, ge=0, description="how long a cycle waits for the pairs its trigger counted"
+    )
+    trainer_web_port: int = Field(default=6068, ge=0, le=65535, description="the trainer's /metrics port; 0 = none")
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -173,3 +199,42 @@ class Settings(BaseSettings):
         if not self.bootstrap_servers:
             raise ConfigError("no bootstrap servers configured: set TRACELEARN_BOOTSTRAP_SERVERS")
         return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
+
+def env_name(field: str) -> str:
+    return f"TRACELEARN_{field.upper()}"
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, SecretStr):
+        return "********"
+    return str(value)
+
+
+def settings_rows(settings: Settings | None = None) -> list[tuple[str, str, str, str]]:
+    """(environment variable, value, default, description) of every setting; secrets masked."""
+    rows = []
+    for name, spec in Settings.model_fields.items():
+        value = _shown(getattr(settings, name)) if settings is not None else ""
+        rows.append(
+            (env_name(name), value, _shown(spec.get_default(call_default_factory=True)), spec.description or "")
+        )
+    return rows
+
+
+def settings_markdown() -> str:
+    """docs/settings.md: every setting with its default and description."""
+    lines = [
+        "# Settings",
+        "",
+        "Every tracelearn service reads these environment variables (generated by `tracelearn settings",
+        "--markdown`; `tracelearn settings` prints the values in effect).",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+    ]
+    for env, _, default, description in settings_rows():
+        lines.append(f"| `{env}` | {f'`{default}`' if default else ''} | {description} |")
+    return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""Writes an OpenJarvis-format traces.db (reference schema 1.6) for tests."""
+"""Writes an OpenJarvis-format traces.db for tests."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OptimizationEngine: propose -> evaluate -> analyse -> repeat (reference 9.5, with its defects fixed).
+"""OptimizationEngine: propose -> evaluate -> analyse -> repeat.
 
 - The configured objectives (metric, direction, weight) drive the frontier, the best trial and early
   stopping (``learning.optimize.objectives``); they are also what the optimizer LLM is told to pursue.

@@ -1,4 +1,4 @@
-"""LLMOptimizer: an LLM proposes configurations and critiques results (reference 9.4, GEPA-style).
+"""LLMOptimizer: an LLM proposes configurations and critiques results.
 
 Every proposal goes through :meth:`SearchSpace.check` before it can be evaluated. An answer without a
 JSON object, with rejected values, or repeating an evaluated configuration is retried (at most

@@ -1,4 +1,4 @@
-"""Objectives, the Pareto frontier and the best trial (fixing reference 9.5 and 14.14).
+"""Objectives, the Pareto frontier and the best trial (fixing the reference's defects).
 
 The reference computes a frontier but picks the best trial by accuracy alone and ignores objective
 weights. Here the configured objectives drive all three decisions:

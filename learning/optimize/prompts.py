@@ -1,4 +1,4 @@
-"""Prompt text for the optimizer LLM (headings as in reference 9.4; objectives come from the run)."""
+"""Prompt text for the optimizer LLM (the reference's headings; objectives come from the run)."""
 
 from __future__ import annotations
 

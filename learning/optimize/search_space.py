@@ -1,4 +1,4 @@
-"""The search space: dimensions an optimizer may change, fixed params, constraints (reference 9.2).
+"""The search space: dimensions an optimizer may change, fixed params, constraints.
 
 Unlike the reference, a proposal is checked against the space before anything is evaluated
 (:meth:`SearchSpace.check`): values are repaired where the intent is clear (clamped into a range, an

@@ -1,6 +1,6 @@
 """OptimizationStore: runs and trials in SQLite (aiosqlite), idempotent and versioned.
 
-Fixes over the reference store (9.7): a trial is unique per (run, trial) so saving it again updates it;
+Fixes over the reference's store: a trial is unique per (run, trial) so saving it again updates it;
 a run's created_at survives updates; the whole trial (summary, metrics, feedback, status, error) and the
 run's objectives, error and frontier are stored as JSON next to the indexed columns, so a reloaded run is
 the run that was saved; the schema carries a version and a newer one is refused with a clear error.

@@ -1,4 +1,4 @@
-"""Data types of the optimization loop (reference 9.1), as pydantic models with a JSON round-trip.
+"""Data types of the optimization loop, as pydantic models with a JSON round-trip.
 
 Additions over the reference: a trial has a ``status`` ("completed" or "failed") and an ``error``; free-form
 ``metrics`` carry what a runner measures beyond the fixed fields (regret, learning cycles, ...); a run keeps
@@ -85,7 +85,7 @@ class MetricStats(_Model):
 
 
 class RunSummary(_Model):
-    """The evaluation summary fields the optimizer reads (reference 9.1, RunSummary)."""
+    """The evaluation summary fields the optimizer reads."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
     benchmark: str = ""

@@ -5,7 +5,7 @@ contributions share a (class, model, agent, tools, turns) shape, so :class:`Delt
 by shape and builds the tables once, at the end. Per contribution it only files the contribution under its
 shape; the fixed-point figures of a shape are summed at the end by C-level passes over its list
 (``map``/``sum``), which cost a fraction of updating eleven running sums per contribution in Python
-(that was a fifth of stage 1's event-loop time, docs/decisions.md #18). Every exact figure is an integer
+(that was a fifth of stage 1's event-loop time). Every exact figure is an integer
 sum of the same per-contribution integers, so the result equals adding the contributions one by one (the
 tests check it). The decayed figures are float sums whose value depends on the order of additions; with
 a half-life the accumulator therefore adds each contribution to the tables directly, in arrival order.

@@ -88,7 +88,7 @@ DEFAULT_REWARD = HeuristicRewardFunction()
 
 class TraceFields(Protocol):
     """What a contribution reads of a trace: a :class:`learning.models.Trace`, or a decoder's twin of it
-    (stage 1 decodes with msgspec, docs/decisions.md #15)."""
+    (stage 1 decodes with msgspec, docs/decisions.md)."""
 
     @property
     def trace_id(self) -> str: ...

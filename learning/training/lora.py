@@ -1,6 +1,6 @@
 """LoRATrainer: LoRA fine-tuning on SFT pairs with response-only loss, bucketed or packed batches.
 
-Fixes over the reference trainer (reference 8 and 14.9): the loss covers response tokens only (never the
+Fixes over the reference trainer: the loss covers response tokens only (never the
 prompt or padding); no example is padded to max_seq_length (length bucketing pads only to the batch's
 longest member; packing has no padding, and per-example position ids keep packed examples from attending
 to each other); shuffling is seeded; warmup and a linear decay schedule apply; a held-out split gives an

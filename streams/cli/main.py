@@ -34,6 +34,21 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_settings(args: argparse.Namespace) -> int:
+    from streams.settings import settings_markdown, settings_rows
+
+    if args.markdown:
+        print(settings_markdown(), end="")
+        return 0
+    rows = settings_rows(_settings(args))
+    width = max(len(env) for env, *_ in rows)
+    for env, value, default, description in rows:
+        mark = " " if value == default else "*"
+        print(f"{mark} {env:<{width}}  {value or '-':<24}  {description} (default: {default or '-'})")
+    print("\n* differs from the default")
+    return 0
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
     from streams.kafka.broker import EmbeddedBroker
 
@@ -97,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schemas of the event contracts")
     p.add_argument("name", nargs="?", help=f"one of {', '.join(sorted(CONTRACTS))}")
     p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("settings", help="print every setting: its value, default and meaning (secrets masked)")
+    p.add_argument("--markdown", action="store_true", help="the defaults as the table of docs/settings.md")
+    p.set_defaults(func=cmd_settings)
 
     p = sub.add_parser("broker", help="run the embedded Kafka-protocol broker (Tansu, memory only)")
     p.add_argument("--port", type=int, default=9092)

@@ -75,7 +75,7 @@ def seek_to_start(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]) 
     """Start reading ``partitions`` at their first record.
 
     Offset 0 rather than ``seek_to_beginning``: that sends a ListOffsets request, which the embedded
-    broker answers wrongly in some cases (notes/embedded-kafka.md). Where compaction or retention removed
+    broker answers wrongly in some cases (docs/operations.md). Where compaction or retention removed
     offset 0, the consumer's ``auto_offset_reset`` must be "earliest" to land on the first kept record.
     """
     # aiokafka has no public getter for it; a consumer left at "latest" would skip the retained records

@@ -1,7 +1,7 @@
 """Two consumer settings Faust does not expose, applied to the aiokafka consumer it builds (stage 2's).
 
 - ``fetch_max_wait_ms``: Faust hard-codes 1500 ms for its worker consumer, and a broker that does not
-  answer a waiting fetch early (Tansu, notes/embedded-kafka.md) then adds up to 1.5 s of latency to every
+  answer a waiting fetch early (Tansu, docs/operations.md) then adds up to 1.5 s of latency to every
   routing update.
 - The partition assignor: without changelog tables Faust falls back to round-robin, which splits
   co-partitioned topics between workers; range assignment keeps them together should an agent ever

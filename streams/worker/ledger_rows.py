@@ -70,7 +70,7 @@ def upsert(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
 
 # SQLite stores a bound NaN as NULL (it has no NaN), and a float binds at C speed: Python's sqlite3 binds a
 # None (or a bool) only after a failed adapter lookup, about 0.7 us each under the GIL, which made binding
-# the three empty feedback columns of a typical row cost more than inserting it (docs/decisions.md #14).
+# the three empty feedback columns of a typical row cost more than inserting it (docs/decisions.md).
 NULL = math.nan
 _NO_BASE = (NULL,) * 11
 

@@ -12,9 +12,9 @@ from streams.kafka.dead_letters import dead_letter_headers
 
 # msgspec rather than json.dumps for the JSON text the state stores write: stage 2 stores its whole state
 # (about 20 KB in the demo) with every commit, and json.dumps took about ten times as long to encode it
-# (docs/decisions.md #21). The output is standard JSON that json.loads and SQLite's json_each read as
-# before. Unlike json.dumps it writes NaN and infinities as null; what is stored holds none (stage 1's
-# delta records, which carry the same tables, have gone through msgspec since docs/decisions.md #15).
+# (docs/decisions.md). The output is standard JSON that json.loads and SQLite's json_each read. Unlike
+# json.dumps it writes NaN and infinities as null; what is stored holds none (stage 1's delta records,
+# which carry the same tables, go through msgspec too).
 _encode_json = msgspec.json.Encoder().encode
 
 
@@ -55,7 +55,7 @@ class OutRecord(NamedTuple):
     """One record to produce, staged in a processor's outbox before it is sent.
 
     A named tuple rather than a frozen dataclass: every SFT pair published makes two (its record, then the
-    staged copy), and a frozen dataclass's ``__init__`` cost three times as much (docs/decisions.md #21).
+    staged copy), and a frozen dataclass's ``__init__`` cost three times as much.
     """
 
     topic: str

@@ -3,7 +3,7 @@
 From a worker thread every statement re-acquires the GIL when it returns, and the event loop's thread
 holds it for up to the switch interval: per-row statements (``executemany``) ran at about 8 ms a row
 against a busy loop, one statement per chunk of rows at about 50 us (measured on this machine,
-docs/decisions.md #12). Chunks have power-of-two sizes so that a connection caches a handful of
+docs/decisions.md). Chunks have power-of-two sizes so that a connection caches a handful of
 statements: a cached statement keeps its compiled program and last bound values, and one per batch size
 grew the worker by a gigabyte over a million traces.
 """

@@ -115,7 +115,7 @@ class _Read(NamedTuple):
     found: asyncio.Future[dict[str, LedgerEntry]]  # the rest, from the ledger
 
 
-# hands a committed batch's delta records to a stage 2 in this process (docs/decisions.md #16)
+# hands a committed batch's delta records to a stage 2 in this process (docs/decisions.md)
 LocalHandoff = Callable[[list[OutRecord]], None]
 
 

@@ -90,7 +90,7 @@ class Stage2:
         self.lock = asyncio.Lock()
         self._db: PartitionDB | None = None
         # The broker's acknowledgements of what the last batches sent, awaited by a chain of tasks so that
-        # the next batch does not wait for them (docs/decisions.md #19), and the highest outbox number they
+        # the next batch does not wait for them (docs/decisions.md), and the highest outbox number they
         # cover: the next commit deletes the outbox rows up to it.
         self._delivery: asyncio.Task[None] | None = None
         self._acked = 0
@@ -185,7 +185,7 @@ class Stage2:
 
     async def process_local(self, records: list[OutRecord]) -> None:
         """Apply delta records that a stage 1 in this process has just committed, before the broker
-        delivers them (docs/decisions.md #16).
+        delivers them (docs/decisions.md).
 
         Only while this worker owns the deltas partition, and per source only a record whose
         predecessor (its ``tl-prev``) is the last one applied: everything else waits for the topic,

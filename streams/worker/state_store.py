@@ -9,10 +9,10 @@ double-counts anything. WAL with synchronous=NORMAL survives a killed process (n
 
 Reads run on the event loop's connection (WAL: they see the last commit and never wait for a writer),
 except ledger lookups of more than ``BIG_LOOKUP`` ids, which run in a thread on a read-only connection of
-their own while the loop goes on (docs/decisions.md #17). Writes of more than ``BIG_BATCH`` rows run in a
+their own while the loop goes on (docs/decisions.md). Writes of more than ``BIG_BATCH`` rows run in a
 worker thread, where SQLite works without holding the GIL: under load stage 2's writes used to stall the
 loop, stage 1's batches included; small ones stay on the loop, where a thread hop would add more latency
-than the statements take (docs/decisions.md #13).
+than the statements take (docs/decisions.md).
 Statements use multi-row forms (:mod:`streams.worker.sql_rows`), never one statement per row.
 """
 

@@ -3,7 +3,7 @@
 
 Decoding a trace was stage 1's largest single cost: pydantic's ``validate_json`` took as long as parsing the
 JSON with the standard library, and a msgspec decoder with the same constraints took a fifth of that
-(docs/decisions.md #15). pydantic stays the contract: whenever a fast decoder declines a message, for any
+(docs/decisions.md). pydantic stays the contract: whenever a fast decoder declines a message, for any
 reason, :func:`learning.models.parse_trace` (or ``parse_feedback``) decides, so an event is accepted or
 dead-lettered with exactly the reasons it always was. The fast decoders are stricter, never looser: they
 accept no message that pydantic rejects, and what they accept has the values pydantic would give

@@ -8,7 +8,7 @@ from tests.factories import make_trace
 
 
 def reference_traces():
-    """The worked example of reference 6.1."""
+    """The reference's worked example of the orchestrator."""
     traces = []
     for i in range(5):
         traces.append(

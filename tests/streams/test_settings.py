@@ -68,3 +68,23 @@ def test_a_bad_trainer_config_stops_every_service_at_start_up(monkeypatch):
         Settings()
     monkeypatch.setenv("TRACELEARN_TRAINER_CONFIG", '{"num_epochs": 2}')
     assert Settings().trainer_config == '{"num_epochs": 2}'
+
+
+def test_docs_settings_md_is_the_generated_table():
+    from pathlib import Path
+
+    from streams.settings import settings_markdown
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
+    assert doc.read_text() == settings_markdown(), "regenerate: tracelearn settings --markdown > docs/settings.md"
+    assert all(f"`TRACELEARN_{name.upper()}`" in doc.read_text() for name in Settings.model_fields)
+
+
+def test_the_settings_command_shows_values_and_masks_secrets(monkeypatch, capsys):
+    monkeypatch.setenv("TRACELEARN_SASL_PASSWORD", "hunter2")
+    monkeypatch.setenv("TRACELEARN_MIN_SAMPLES", "3")
+    assert main(["settings"]) == 0
+    out = capsys.readouterr().out
+    assert "hunter2" not in out and "********" in out
+    [line] = [row for row in out.splitlines() if "TRACELEARN_MIN_SAMPLES " in row]
+    assert line.startswith("*") and " 3 " in line and "(default: 5)" in line

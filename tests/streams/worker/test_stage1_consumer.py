@@ -173,7 +173,7 @@ async def test_each_partitions_oldest_record_age_is_observed(tmp_path, monkeypat
 
 
 async def test_stage1_fetches_with_its_own_wait(tmp_path):
-    """Stage 1's consumer takes stage 1's wait, not the one of the other consumers (docs/decisions.md #20)."""
+    """Stage 1's consumer takes stage 1's wait, not the one of the other consumers (docs/decisions.md)."""
     settings = Settings(bootstrap_servers="x:1", state_dir=tmp_path, fetch_max_wait_ms=20, stage1_fetch_max_wait_ms=100)
     metrics = WorkerMetrics()
 

@@ -212,7 +212,7 @@ async def test_the_commit_of_many_staged_sft_ops_runs_off_the_loop(tmp_path, mon
 
 
 def test_meta_and_outbox_headers_read_back_as_the_standard_library_wrote_them(tmp_path):
-    """The store writes its JSON text with msgspec (docs/decisions.md #21): what it reads back must equal
+    """The store writes its JSON text with msgspec (docs/decisions.md): what it reads back must equal
     what json.dumps would have stored, for a stage-2 snapshot (decayed floats, integer dict keys, integers
     past 64 bits, non-ASCII text) and for outbox headers."""
     state = LearningState(half_life=3600.0)
