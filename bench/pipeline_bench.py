@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -251,16 +252,18 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def extra_drains(bootstrap: str, traces: int, count: int, tmp: Path) -> tuple[list[tuple[float, float]], list[float]]:
+def extra_drains(
+    bootstrap: str, traces: int, count: int, tmp: Path, *, first: int = 1, **overrides: Any
+) -> tuple[list[tuple[float, float]], list[float]]:
     """``count`` drains before the main one, each of its own fresh traces (topics of their own) by a fresh
     worker into empty state, stopped before the next starts. Returns their results and their CPU steals."""
     results: list[tuple[float, float]] = []
     steals: list[float] = []
-    for i in range(1, count + 1):
+    for i in range(first, first + count):
         # a consumer group of its own too: a worker stopped in its first generation leaves a ghost member
         # in the embedded broker's group until its session expires
         settings = pipeline_settings(
-            bootstrap, tmp / f"state{i}", topic_prefix=f"bench{i}", app_id=f"tracelearn-bench{i}"
+            bootstrap, tmp / f"state{i}", topic_prefix=f"bench{i}", app_id=f"tracelearn-bench{i}", **overrides
         )
         asyncio.run(produce(bootstrap, settings.traces_topic, traces, prefix=f"d{i}-"))
         print(f"full pipeline, drain {i} ...", flush=True)
@@ -279,6 +282,19 @@ def extra_drains(bootstrap: str, traces: int, count: int, tmp: Path) -> tuple[li
         # the later phases then run against the same broker contents as with one drain
         asyncio.run(delete_topics(bootstrap, f"{settings.topic_prefix}."))
     return results, steals
+
+
+def changelog_pairs(bootstrap: str, traces: int, pairs: int, tmp: Path) -> str:
+    """``pairs`` pairs of drains, stage 1's changelog off then on, alternating: what the changelog costs."""
+    off: list[tuple[float, float]] = []
+    on: list[tuple[float, float]] = []
+    for k in range(pairs):
+        off += extra_drains(bootstrap, traces, 1, tmp, first=100 + 2 * k, changelog=False)[0]
+        on += extra_drains(bootstrap, traces, 1, tmp, first=101 + 2 * k, changelog=True)[0]
+    med_off = statistics.median(r for r, _ in off)
+    med_on = statistics.median(r for r, _ in on)
+    each = " / ".join(f"{a:,.0f} vs {b:,.0f}" for (a, _), (b, _) in zip(off, on, strict=True))
+    return f"off {med_off:,.0f}, on {med_on:,.0f} traces/s (median; {1 - med_on / med_off:.0%} cost; pairs: {each})"
 
 
 async def delete_topics(bootstrap: str, prefix: str) -> None:
@@ -327,6 +343,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument(
         "--throughput-only", action="store_true", help="only the pre-load, raw consume and full-pipeline drains"
+    )
+    parser.add_argument(
+        "--changelog-pairs",
+        type=int,
+        default=0,
+        help="also this many pairs of drains with stage 1's changelog off and on, alternating",
     )
     parser.add_argument(
         "--latency-only",
@@ -386,6 +408,9 @@ def main() -> None:
         drains, drain_steals = (
             ([], []) if args.latency_only else extra_drains(bs, args.traces, args.drains - 1, Path(tmp))
         )
+        if args.changelog_pairs:
+            row = changelog_pairs(bs, args.traces, args.changelog_pairs, Path(tmp))
+            rows.append(("full pipeline, stage 1's changelog off / on", row))
         # while no worker runs: an idle worker's fetches would count too
         speeds["before the last drain"] = asyncio.run(speed.measure())
         print("full pipeline ...", flush=True)

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     web_host: str = Field(default="127.0.0.1", description="address /metrics listens on (0.0.0.0 in containers)")
     batch_max: int = Field(default=5000, ge=1, description="most records stage 1 takes per fetch")
     stage2_batch_within: float = Field(default=0.02, gt=0, description="seconds stage 2 gathers deltas into one batch")
+    changelog: bool = Field(
+        default=True,
+        description="keep stage 1's state in a changelog topic too, so that any worker can take a partition over",
+    )
     local_stage2: bool = Field(
         default=True, description="stage 2 also takes its own process's deltas without the broker's round trip"
     )
@@ -164,6 +168,10 @@ class Settings(BaseSettings):
     @property
     def dlq_topic(self) -> str:
         return self.topic("traces.dlq")
+
+    @property
+    def changelog_topic(self) -> str:
+        return self.topic("stage1-changelog")
 
     @property
     def deltas_topic(self) -> str:

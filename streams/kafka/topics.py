@@ -37,7 +37,7 @@ COMPACT = {"cleanup.policy": "compact"}
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     n = settings.trace_partitions
-    return [
+    specs = [
         # a stage-1 partition's state covers one traces partition and the feedback partition of the same
         # number: both topics must have exactly the configured count
         TopicSpec(settings.traces_topic, n, must_match="TRACELEARN_TRACE_PARTITIONS"),
@@ -51,6 +51,17 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.results_topic, 1, COMPACT),
         TopicSpec(settings.agent_configs_topic, 1, COMPACT),
     ]
+    if settings.changelog:
+        # partition p backs stage 1's store of traces partition p; every live ledger entry was written within
+        # the feedback window, and a marker with every batch and takeover
+        retention_ms = int((settings.feedback_window_seconds + 86_400) * 1000)
+        config = {
+            "cleanup.policy": "delete",
+            "retention.ms": str(retention_ms),
+            "max.message.bytes": str(settings.producer_max_request_bytes),
+        }
+        specs.append(TopicSpec(settings.changelog_topic, n, config, must_match="TRACELEARN_TRACE_PARTITIONS"))
+    return specs
 
 
 async def ensure_topics(settings: Settings) -> list[str]:

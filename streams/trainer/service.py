@@ -5,7 +5,9 @@
   consumer keeps polling, so a long training never exceeds ``max.poll.interval.ms``.
 - Records every cycle's state: a re-delivered trigger of a finished cycle republishes the stored result
   (no second training, no second promotion); a cycle found "running" after a restart was interrupted and
-  fails cleanly with that reason.
+  fails cleanly with that reason. At start-up it first reads the learning-results topic to its end and
+  records every finished cycle its own store lacks, so a trainer on a new host with an empty directory
+  never trains a finished cycle again.
 - Accepts a candidate only with an improvement of at least ``min_improvement``, promotes it in the
   adapter registry, and publishes a LearningResult for every trigger.
 """
@@ -100,6 +102,80 @@ class TrainerService:
         current = self.registry.current()
         if current is not None:
             self.metrics.current.set(current)
+
+    async def recall_results(self) -> int:
+        """Record every finished cycle on the learning-results topic that this trainer's store lacks; returns
+        how many were added.
+
+        The topic is read to its end as the fetch responses' high watermark gives it, not by asking the
+        broker for end offsets (the embedded broker answers that wrongly when the last batch holds several
+        records; a fetch returns whole batches, so reading up to the watermark reads them all).
+        """
+        assert self.db is not None
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            **client_kwargs(s), group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        recalled = 0
+        newest_version = 0
+        try:
+            tps = [TopicPartition(s.results_topic, p) for p in await topic_partitions(s, s.results_topic, expected=1)]
+            consumer.assign(tps)
+            seek_to_start(consumer, tps)
+            unread = set(tps)
+            while unread:
+                batches = await consumer.getmany(timeout_ms=500)
+                for messages in batches.values():
+                    for record in messages:
+                        result = self._readable_result(record)
+                        if result is None or result.status not in TERMINAL:
+                            continue
+                        newest_version = max(newest_version, result.adapter_version or 0)
+                        if await self._cycle(result.cycle_id) is None:
+                            await self._remember(result)
+                            recalled += 1
+                for tp in list(unread):
+                    highwater = consumer.highwater(tp)
+                    if highwater is not None and await consumer.position(tp) >= highwater:
+                        unread.discard(tp)
+        finally:
+            await consumer.stop()
+        if recalled:
+            log.info("recalled %d finished cycles from %s", recalled, s.results_topic)
+        held = max(self.registry.versions(), default=0)
+        if newest_version > held:
+            log.warning(
+                "the results name adapter v%d, but the registry at %s holds versions up to v%d: mount the "
+                "registry's volume (TRACELEARN_TRAINER_DIR); until then cycles compare against %s",
+                newest_version,
+                self.registry.root,
+                held,
+                f"v{self.registry.current()}" if self.registry.current() else "the base model",
+            )
+        return recalled
+
+    @staticmethod
+    def _readable_result(record: Any) -> LearningResult | None:
+        if record.value is None:
+            return None
+        try:
+            return LearningResult.model_validate_json(record.value)
+        except ValidationError as exc:
+            log.warning(
+                "ignoring an unreadable result at %s[%d]@%d: %s", record.topic, record.partition, record.offset, exc
+            )
+            return None
+
+    async def _remember(self, result: LearningResult) -> None:
+        assert self.db is not None
+        trigger = json.dumps({"cycle_id": result.cycle_id, "scope": result.scope, "recalled": True})
+        await self.db.execute(
+            "INSERT OR IGNORE INTO cycles (cycle_id, scope, status, trigger, result, started_at, finished_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (result.cycle_id, result.scope, result.status, trigger, result.model_dump_json(), time.time(), time.time()),
+        )
+        await self.db.commit()
 
     async def pair_count(self, scope: str = "global") -> int:
         assert self.db is not None
@@ -382,6 +458,7 @@ class TrainerService:
 
     async def run(self) -> None:
         await self.open()
+        await self.recall_results()
         if self.settings.trainer_web_port:
             start_http_server(self.settings.trainer_web_port, registry=self.metrics.registry)
             log.info("trainer metrics on :%d/metrics", self.settings.trainer_web_port)

@@ -15,6 +15,7 @@ from faust.web import Request, Response, View
 from streams.kafka.client import ssl_context
 from streams.kafka.faust_transport import TunedTransport
 from streams.settings import Settings
+from streams.worker.changelog_io import ChangelogIO
 from streams.worker.metrics import CONTENT_TYPE, WorkerMetrics
 from streams.worker.records import InRecord, OutRecord
 from streams.worker.stage1 import Stage1
@@ -99,7 +100,8 @@ class Pipeline:
         )
         app.fetch_max_wait_ms = settings.fetch_wait_ms
         self.app = app
-        self.stage1 = Stage1(settings, self.send, self.metrics)
+        changelog = ChangelogIO(settings, self.send_for_offsets) if settings.changelog else None
+        self.stage1 = Stage1(settings, self.send, self.metrics, changelog=changelog)
         self.stage2 = Stage2(settings, self.send, self.metrics, enqueue=self.enqueue)
         # committed delta batches on their way from stage 1 to stage 2 in this process; bounded, because
         # whatever does not fit still arrives through the deltas topic
@@ -117,11 +119,15 @@ class Pipeline:
         """Produce records and wait until the broker acknowledged every one."""
         await (await self.enqueue(records))
 
+    async def send_for_offsets(self, records: list[OutRecord]) -> list[int]:
+        """Produce records; returns their offsets once the broker acknowledged every one."""
+        return [int(metadata.offset) for metadata in await (await self.enqueue(records))]
+
     async def enqueue(self, records: list[OutRecord]) -> asyncio.Future[list[Any]]:
         """Queue records in the producer, in order; the result completes once the broker acknowledged
         every one."""
         producer = self.app.producer
-        futures = [await producer.send(r.topic, r.key, r.value, None, None, list(r.headers)) for r in records]
+        futures = [await producer.send(r.topic, r.key, r.value, r.partition, None, list(r.headers)) for r in records]
         return asyncio.gather(*futures)
 
     def _register(self) -> None:
@@ -186,3 +192,6 @@ class Pipeline:
         async def on_assigned(app: faust.App, /, *args: Any, **kwargs: Any) -> None:
             assigned: set[TP] = args[0] if args else kwargs.get("assigned", set())
             stage2.owner = any(tp.topic == settings.deltas_topic for tp in assigned)
+            log.info(
+                "stage 2: %s", "this worker merges the deltas" if stage2.owner else "another worker merges the deltas"
+            )

@@ -82,6 +82,19 @@ class WorkerMetrics:
             buckets=_AGE_BUCKETS,
             registry=r,
         )
+        self.restored = Counter(
+            "tracelearn_state_restore_records",
+            "Ledger entries restored from the changelog into a local store",
+            registry=r,
+        )
+        self.restoring = Gauge(
+            "tracelearn_state_restore_in_progress", "Stage-1 partitions being restored from the changelog", registry=r
+        )
+        self.fenced = Counter(
+            "tracelearn_stage2_fenced_deltas",
+            "Delta records dropped because a newer owner of their stage-1 partition took it over",
+            registry=r,
+        )
         self.expired = Counter(
             "tracelearn_ledger_expired", "Per-trace entries dropped after the feedback window", registry=r
         )

@@ -63,6 +63,8 @@ class OutRecord(NamedTuple):
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
     seq: int = 0
+    # None: the producer's partitioner picks it from the key
+    partition: int | None = None
 
     def headers_json(self) -> str:
         return json_text([[k, v.decode("utf-8", "replace")] for k, v in self.headers])

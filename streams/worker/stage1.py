@@ -25,6 +25,17 @@ from learning.state.ledger import LedgerEntry, apply_contribution, apply_feedbac
 from learning.state.tables import LearningState
 from streams.settings import Settings
 from streams.worker import deltas, ledger_rows
+from streams.worker.changelog import (
+    EPOCH_HEADER,
+    Checkpoint,
+    batch_records,
+    fence_record,
+    new_epoch,
+    replay,
+    takeover_record,
+    with_epoch,
+)
+from streams.worker.changelog_io import ChangelogIO
 from streams.worker.deltas import SftAdd, SftOp, SftRemove
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.records import Consumed, OutRecord, Sender, dead_letter
@@ -83,6 +94,8 @@ _RECORD_FRAMING = 4096
 
 # meta key: the outbox number of the last delta record, so that the chain of tl-prev links survives a restart
 LAST_DELTA_KEY = "last_delta_seq"
+# meta key: the changelog offset of the last record this store wrote (or of its takeover)
+CHANGELOG_KEY = "changelog_offset"
 
 # tuple.__new__ builds a named tuple without its Python-level __new__ (once per trace)
 _new_arrival = _new_entry = tuple.__new__
@@ -101,6 +114,7 @@ class _Write:
     traces: int
     feedback: int
     last_delta: int  # outbox number of this partition's last delta record, this batch's included
+    next_seq: int  # the partition's next outbox number after this batch
 
 
 class _Read(NamedTuple):
@@ -130,10 +144,15 @@ class Stage1:
     submitted is durable and sent; :meth:`process` does both (one batch, start to end).
     """
 
-    def __init__(self, settings: Settings, send: Sender, metrics: WorkerMetrics) -> None:
+    def __init__(
+        self, settings: Settings, send: Sender, metrics: WorkerMetrics, *, changelog: ChangelogIO | None = None
+    ) -> None:
         self.settings = settings
         self.send = send
         self.metrics = metrics
+        # where each partition's state is kept in Kafka (None: on this disk only)
+        self.changelog = changelog
+        self._epoch: dict[int, int] = {}
         self.reward_fn = HeuristicRewardFunction(
             max_latency=settings.reward_max_latency, max_cost=settings.reward_max_cost
         )
@@ -153,6 +172,8 @@ class Stage1:
         db = self._dbs.get(partition)
         if db is None:
             db = await PartitionDB(self.db_path(partition)).open()
+            if self.changelog is not None:
+                db = await self._take_over(partition, db, self.changelog)
             self._dbs[partition] = db
             self._offsets[partition] = await db.offsets()
             self._last_delta[partition] = int(await db.get_meta(LAST_DELTA_KEY) or 0)
@@ -218,9 +239,15 @@ class Stage1:
 
     async def _persist(self, writes: list[_Write], started: float, size: int) -> None:
         # partitions are separate files: their transactions, and then their sends, can overlap
+        logged = await self._log_batches(writes) if self.changelog is not None else {}
         await asyncio.gather(
             *(
-                w.db.commit(ledger=w.ledger, offsets=w.offsets, outbox=w.outbox, meta={LAST_DELTA_KEY: w.last_delta})
+                w.db.commit(
+                    ledger=w.ledger,
+                    offsets=w.offsets,
+                    outbox=w.outbox,
+                    meta={LAST_DELTA_KEY: w.last_delta, **logged.get(w.partition, {})},
+                )
                 for w in writes
             )
         )
@@ -246,6 +273,124 @@ class Stage1:
         self.metrics.batch_seconds.labels("stage1").observe(time.perf_counter() - started)
         self.metrics.batch_size.labels("stage1").observe(size)
         await self._maybe_expire()
+
+    async def _log_batches(self, writes: list[_Write]) -> dict[int, dict[str, Any]]:
+        """Write the batches to the changelog (before their local commit and before any send); returns, per
+        partition, what the local store keeps of it: the offset of the batch's marker."""
+        assert self.changelog is not None
+        logged = await asyncio.gather(*(self._log_batch(w, self.changelog) for w in writes))
+        return {w.partition: {CHANGELOG_KEY: offset} for w, offset in zip(writes, logged, strict=True)}
+
+    async def _log_batch(self, w: _Write, changelog: ChangelogIO) -> int:
+        checkpoint = Checkpoint(
+            source_id=w.db.source_id,
+            epoch=self._epoch[w.partition],
+            next_seq=w.next_seq,
+            last_delta=w.last_delta,
+            offsets=[(topic, part, offset) for (topic, part), offset in sorted(w.offsets.items())],
+            acked=w.db.acked,
+        )
+        records = batch_records(
+            self.settings.changelog_topic,
+            w.partition,
+            self._epoch[w.partition],
+            w.ledger,
+            w.outbox,
+            checkpoint,
+            self.settings.max_message_bytes,
+        )
+        offsets = await changelog.write(records)
+        return offsets[-1]
+
+    async def _take_over(self, partition: int, db: PartitionDB, changelog: ChangelogIO) -> PartitionDB:
+        """Become the partition's owner (streams/worker/changelog.py): fence the previous owner's deltas,
+        mark the changelog, and bring the local store up to the changelog if it is not there already."""
+        epoch = new_epoch()
+        # fence first: from here on stage 2 drops this partition's deltas of any older epoch, so nothing a
+        # previous owner sends after this point counts, and everything it sent before is in the changelog
+        await self.send([fence_record(self.settings.deltas_topic, partition, epoch)])
+        topic = self.settings.changelog_topic
+        [mark] = await changelog.write([takeover_record(topic, partition, epoch)])
+        local = await db.get_meta(CHANGELOG_KEY)
+        if mark == 0:
+            # nothing before the takeover: the local store, if anything, is all the state there is
+            if await db.ledger_rows():
+                await self._snapshot(partition, db, changelog, epoch)
+        elif local != mark - 1:
+            db, newest = await self._restore(partition, db, changelog, mark)
+            if newest >= epoch:
+                # the previous owner's clock was ahead of this one's: take over again, above its epoch
+                log.warning("stage 1 partition %d: epoch %d not above %d: clocks disagree", partition, epoch, newest)
+                epoch = new_epoch(newest + 1)
+                await self.send([fence_record(self.settings.deltas_topic, partition, epoch)])
+                [mark] = await changelog.write([takeover_record(topic, partition, epoch)])
+        self._epoch[partition] = epoch
+        # what the outbox still holds goes out under this owner's epoch: older ones are fenced from now on
+        outbox = [with_epoch(r, epoch) for r in await db.pending()]
+        await db.commit(meta={CHANGELOG_KEY: mark}, outbox=outbox, replace_outbox=True)
+        log.info("stage 1 partition %d: taken over at epoch %d (changelog offset %d)", partition, epoch, mark)
+        return db
+
+    async def _restore(
+        self, partition: int, db: PartitionDB, changelog: ChangelogIO, until: int
+    ) -> tuple[PartitionDB, int]:
+        """Replace the local store with the changelog's state up to ``until`` (the takeover's offset); returns
+        it with the newest epoch the changelog held."""
+        await db.close()
+        db.delete_files()
+        db = await PartitionDB(db.path).open()
+        started = time.monotonic()
+        self.metrics.restoring.inc()
+        log.info("stage 1 partition %d: restoring from %s up to offset %d", partition, changelog.name, until)
+        progress = {"rows": 0, "logged": started}
+
+        async def apply_rows(rows: list[tuple[Any, ...]]) -> None:
+            await db.commit(ledger=rows)
+            progress["rows"] += len(rows)
+            self.metrics.restored.inc(len(rows))
+            if time.monotonic() - progress["logged"] > 5:
+                progress["logged"] = time.monotonic()
+                log.info("stage 1 partition %d: restored %d ledger entries so far", partition, progress["rows"])
+
+        try:
+            restored = await replay(changelog.read(partition, until), apply_rows)
+        finally:
+            self.metrics.restoring.dec()
+        checkpoint = restored.checkpoint
+        if checkpoint is not None:
+            await db.adopt(checkpoint.source_id, checkpoint.next_seq)
+            outbox = [
+                OutRecord(topic, key, value, OutRecord.headers_from_json(headers), seq)
+                for seq, topic, key, value, headers in sorted(restored.outbox.values())
+            ]
+            offsets = {(topic, part): offset for topic, part, offset in checkpoint.offsets}
+            await db.commit(offsets=offsets, outbox=outbox, meta={LAST_DELTA_KEY: checkpoint.last_delta})
+        log.info(
+            "stage 1 partition %d: restored %d ledger entries from %d changelog records in %.1f s",
+            partition,
+            restored.rows,
+            restored.records,
+            time.monotonic() - started,
+        )
+        return db, restored.epoch
+
+    async def _snapshot(self, partition: int, db: PartitionDB, changelog: ChangelogIO, epoch: int) -> None:
+        """Write the whole local store to an empty changelog (a store kept before the changelog existed)."""
+        rows = await db.ledger_rows()
+        offsets = await db.offsets()
+        pending = await db.pending()
+        checkpoint = Checkpoint(
+            source_id=db.source_id,
+            epoch=epoch,
+            next_seq=db.next_seq,
+            last_delta=int(await db.get_meta(LAST_DELTA_KEY) or 0),
+            offsets=[(topic, part, offset) for (topic, part), offset in sorted(offsets.items())],
+            acked=pending[0].seq - 1 if pending else db.next_seq - 1,
+        )
+        topic = self.settings.changelog_topic
+        records = batch_records(topic, partition, epoch, rows, pending, checkpoint, self.settings.max_message_bytes)
+        await changelog.write(records)
+        log.info("stage 1 partition %d: wrote its %d local ledger entries to the empty changelog", partition, len(rows))
 
     async def _read_partition(self, partition: int, batch: list[Consumed]) -> _Read | None:
         """Parse one partition's records and start looking up their ledger entries; None when all of
@@ -276,7 +421,7 @@ class Stage1:
         if not delta.empty or ops:
             out.extend(self._delta_records(partition, delta, ops))
         self._offsets[partition] = read.offsets
-        staged, last_delta = self._chain(read.db.stage(out), self._last_delta[partition])
+        staged, last_delta = self._chain(read.db.stage(out), self._last_delta[partition], self._epoch.get(partition, 0))
         self._last_delta[partition] = last_delta
         now = time.time()
         return _Write(
@@ -289,9 +434,10 @@ class Stage1:
             n_traces,
             len(read.parsed) - n_traces,
             last_delta,
+            read.db.next_seq,
         )
 
-    def _chain(self, staged: list[OutRecord], last: int) -> tuple[list[OutRecord], int]:
+    def _chain(self, staged: list[OutRecord], last: int, epoch: int) -> tuple[list[OutRecord], int]:
         """Give each delta record the outbox number of the partition's previous one (``tl-prev``).
 
         Dead letters share the outbox's numbering, so the numbers of delta records have gaps; with the
@@ -301,7 +447,8 @@ class Stage1:
         chained = []
         for r in staged:
             if r.topic == deltas_topic:
-                r = OutRecord(r.topic, r.key, r.value, (*r.headers, (PREV_HEADER, str(last).encode())), r.seq)
+                headers = (*r.headers, (PREV_HEADER, str(last).encode()), (EPOCH_HEADER, str(epoch).encode()))
+                r = OutRecord(r.topic, r.key, r.value, headers, r.seq)
                 last = r.seq
             chained.append(r)
         return chained, last

@@ -27,6 +27,7 @@ from streams.errors import StateStoreError
 from streams.kafka.dead_letters import BAD_DELTA
 from streams.settings import Settings
 from streams.worker import deltas
+from streams.worker.changelog import EPOCH_HEADER, FENCE_HEADER
 from streams.worker.deltas import BadDelta, SftOp
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.records import Enqueuer, InRecord, OutRecord, Sender, dead_letter
@@ -43,17 +44,24 @@ class Delta(NamedTuple):
     seq: int
     tables: LearningState | None
     sft: list[SftOp]
+    # the sending stage-1 owner's epoch (0: a worker without a changelog); a fence carries only that
+    epoch: int = 0
+    fence: bool = False
 
 
 def _parse(record: InRecord) -> Delta:
     """A consumed delta record, parsed whole; raises :class:`BadDelta` if any of it does not parse."""
-    raw_seq = header(record, SEQ_HEADER)
+    raw_seq, raw_epoch = header(record, SEQ_HEADER), header(record, EPOCH_HEADER)
     try:
         seq = int(raw_seq) if raw_seq else 0
+        epoch = int(raw_epoch) if raw_epoch else 0
     except ValueError:
-        raise BadDelta(f"its {SEQ_HEADER} header {raw_seq!r} is not a number") from None
+        raise BadDelta(f"its {SEQ_HEADER} or {EPOCH_HEADER} header is not a number") from None
+    source = (record.key or b"").decode()
+    if header(record, FENCE_HEADER) is not None:
+        return Delta(source, 0, None, [], epoch, fence=True)
     message = deltas.decode(record.value)
-    return Delta((record.key or b"").decode(), seq, message.tables(), message.sft)
+    return Delta(source, seq, message.tables(), message.sft, epoch)
 
 
 def header(record: InRecord | OutRecord, name: str) -> bytes | None:
@@ -205,8 +213,8 @@ class Stage2:
                     continue
                 last[source] = record.seq
                 # this process's own stage 1 wrote it: a record that does not parse is a bug, and raises
-                message = deltas.decode(record.value)
-                fresh.append(Delta(source, record.seq, message.tables(), message.sft))
+                parsed = _parse(InRecord(record.topic, 0, 0, record.key, record.value, record.headers))
+                fresh.append(parsed._replace(seq=record.seq))
             if not fresh:
                 return
             applied = await self._apply(db, fresh, None)
@@ -263,7 +271,19 @@ class Stage2:
         ops: list[SftOp] = []
         touched_classes: set[str] = set()
         applied = 0
-        for source, seq, tables, sft in records:
+        fenced = 0
+        for source, seq, tables, sft, epoch, fence in records:
+            # a stage-1 partition's deltas count only from its newest owner (streams/worker/changelog.py)
+            part = source.partition(":")[0]
+            newest = kept.epochs.get(part, 0)
+            if epoch < newest:
+                self.metrics.fenced.inc()
+                continue
+            if epoch > newest:
+                kept.epochs[part] = epoch
+                fenced += 1
+            if fence:
+                continue
             if seq <= kept.watermarks.get(source, 0):
                 self.metrics.duplicates.inc()
                 continue
@@ -279,7 +299,7 @@ class Stage2:
             out += await self._apply_sft(db, ops, dropped)
         self.dirty |= touched_classes
         out += self._publishable(time.time())
-        if applied or out:
+        if applied or out or fenced:
             # the topic's offsets as far as consumed (the local path consumes none)
             stored = offsets if offsets is not None else self.offsets
             await self._commit_and_send(db, out, offsets=stored, drop_pairs=dropped)

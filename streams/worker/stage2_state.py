@@ -15,6 +15,8 @@ from streams.settings import Settings
 
 # fields whose JSON form is not the value itself
 _ENCODED = ("tables", "triggers")
+# fields that a state stored before they existed lacks: they start from their default
+_ADDED_LATER = ("epochs",)
 
 
 @dataclass
@@ -32,6 +34,8 @@ class Stage2State:
     # per class: the best model last published (for the metric's labels)
     best: dict[str, str | None] = field(default_factory=dict)
     sft_count: int = 0
+    # per stage-1 partition: the newest owner's epoch; deltas of an older one come from a zombie
+    epochs: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, settings: Settings) -> Stage2State:
@@ -60,7 +64,9 @@ class Stage2State:
             restored.tables.half_life = settings.half_life_seconds
             restored.triggers.load_json(data["triggers"])
             for f in fields(cls):
-                if f.name not in _ENCODED:
+                if f.name in _ENCODED:
+                    continue
+                if f.name in data or f.name not in _ADDED_LATER:
                     setattr(restored, f.name, data[f.name])
         except KeyError as exc:
             raise StateError(f"stage 2's stored state has no {exc.args[0]!r}") from None

@@ -123,6 +123,8 @@ class PartitionDB:
         self._read_lock = threading.Lock()
         self.source_id = ""
         self.next_seq = 1
+        # outbox records up to this number were acknowledged by the broker (for the changelog's checkpoint)
+        self.acked = 0
         # Held by every statement batch that may run in a worker thread, and by close(): a task cancelled
         # at shutdown leaves its thread running, and closing the connection under it crashed the process.
         self._lock = threading.Lock()
@@ -294,6 +296,7 @@ class PartitionDB:
         self._unsent = True
         await send(records)
         await self.acknowledge(records[-1].seq)
+        self.acked = max(self.acked, records[-1].seq)
         self._unsent = False
 
     # -- writes -----------------------------------------------------------------------------------
@@ -319,6 +322,7 @@ class PartitionDB:
         meta: dict[str, Any] | None = None,
         drop_pairs: Iterable[str] = (),
         acknowledged: int = 0,
+        replace_outbox: bool = False,
     ) -> None:
         """One atomic transaction for everything a batch changed (in a thread when it is big).
 
@@ -331,7 +335,9 @@ class PartitionDB:
         writer = db if db.in_transaction else self._writer_db()
         size = len(ledger or ()) + len(outbox or ()) + self._staged_rows
         self._staged_rows = 0
-        await self._write(size, self._commit, writer, ledger, offsets, outbox, meta, drop_pairs, acknowledged)
+        await self._write(
+            size, self._commit, writer, ledger, offsets, outbox, meta, drop_pairs, acknowledged, replace_outbox
+        )
 
     async def _write(self, size: int, fn: Callable[..., T], *args: Any) -> T:
         if size > BIG_BATCH:
@@ -351,10 +357,13 @@ class PartitionDB:
         meta: dict[str, Any] | None,
         drop_pairs: Iterable[str],
         acknowledged: int = 0,
+        replace_outbox: bool = False,
     ) -> None:
         if self._db is None:  # closed while this batch waited for the lock
             raise StateStoreError(f"state store {self.path} is not open")
         with transaction(db):
+            if replace_outbox:
+                db.execute("DELETE FROM outbox")
             if acknowledged:
                 db.execute("DELETE FROM outbox WHERE seq <= ?", (acknowledged,))
             if ledger:
@@ -392,6 +401,24 @@ class PartitionDB:
         db = self._db if self._db.in_transaction else self._writer_db()
         db.execute("DELETE FROM outbox WHERE seq <= ?", (upto_seq,))
         db.commit()
+
+    async def ledger_rows(self) -> list[tuple[Any, ...]]:
+        """Every ledger row, as :func:`streams.worker.ledger_rows.to_row` builds them (for a snapshot)."""
+        rows = self.db.execute(f"SELECT {', '.join(ledger_rows.COLUMNS)} FROM ledger").fetchall()
+        nan = ledger_rows.NULL
+        return [tuple(nan if v is None else v for v in row) for row in rows]
+
+    async def adopt(self, source_id: str, next_seq: int) -> None:
+        """Continue another store's identity: its source id and outbox numbering (a restore from the
+        changelog), so that stage 2 drops what it already applied from this source, whoever sends it."""
+        self.source_id = source_id
+        self.next_seq = next_seq
+        await self.commit(meta={"source_id": source_id, "last_seq": next_seq - 1})
+
+    def delete_files(self) -> None:
+        """Remove the store's files (it must be closed)."""
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
 
     async def expire_ledger(self, touched_before: float) -> int:
         """Delete ledger entries last changed before ``touched_before`` (in a thread: it may be many)."""

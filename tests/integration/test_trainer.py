@@ -196,5 +196,36 @@ async def test_unreadable_pairs_and_triggers_are_dead_lettered_and_the_trainer_g
     assert service.metrics.invalid.labels("bad_trigger")._value.get() == 1
 
 
+async def test_a_trainer_on_a_new_host_never_trains_a_finished_cycle_again(settings, tmp_path, tiny):
+    """The previous trainer's host is gone with its directory; its results are on the topic."""
+    s = trainer_settings(settings, tmp_path, tiny)
+    await asyncio.to_thread(prepare_topics, s)
+    finished = [
+        LearningResult(cycle_id=f"global#{n}", scope="global", status="accepted", adapter_version=n, reason="ok")
+        for n in (1, 2)
+    ]
+    producer = AIOKafkaProducer(**client_kwargs(s), linger_ms=50)
+    await producer.start()
+    try:
+        # one request, so that the topic ends in a batch of several records (whose end offset the
+        # embedded broker reports wrongly): the recall must still read them all
+        sent = [
+            await producer.send(s.results_topic, r.model_dump_json().encode(), key=r.cycle_id.encode())
+            for r in finished
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+    await publish_pairs(s, tiny_pairs(12))
+    service = TrainerService(s)
+    async with running(service):
+        await send_trigger(s, 2, 12)  # a producer's retry of a trigger that the lost host had finished
+        assert await wait_until(lambda: _has_results(s, 3), 60)
+    republished = (await results(s))[-1]
+    assert republished == finished[1]
+    assert not (s.trainer_dir / "cycles").exists()  # nothing was trained
+    assert service.metrics.cycles.labels("accepted")._value.get() == 0
+
+
 async def _has_results(settings: Settings, n: int) -> bool:
     return len(await results(settings)) >= n

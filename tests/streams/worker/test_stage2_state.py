@@ -31,6 +31,7 @@ def filled(settings: Settings) -> Stage2State:
     state.agent_fingerprints = {"general": "[...]"}
     state.best = {"general": "m1"}
     state.sft_count = 1
+    state.epochs = {"0": 1_796_000_000_000}
     return state
 
 
@@ -56,6 +57,12 @@ def test_a_missing_field_is_named(settings):
     del stored["watermarks"]
     with pytest.raises(StateError, match="watermarks"):
         Stage2State.from_json(stored, settings)
+
+
+def test_a_field_added_later_takes_its_default_when_an_older_store_lacks_it(settings):
+    stored = filled(settings).to_json()
+    del stored["epochs"]
+    assert Stage2State.from_json(stored, settings).epochs == {}
 
 
 async def test_stage2_refuses_a_store_it_cannot_read_and_says_what_to_do(settings):

@@ -1,0 +1,61 @@
+"""Writing and reading stage 1's changelog topic (the format and the replay: streams/worker/changelog.py)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.kafka.client import client_kwargs
+from streams.settings import Settings
+from streams.worker.records import OutRecord
+
+# produces records and returns their offsets once the broker acknowledged every one
+OffsetSender = Callable[[list[OutRecord]], Awaitable[list[int]]]
+
+
+class ChangelogIO:
+    def __init__(self, settings: Settings, write: OffsetSender) -> None:
+        self.settings = settings
+        self.name = settings.changelog_topic
+        self._write = write
+
+    async def write(self, records: list[OutRecord]) -> list[int]:
+        """Produce records (each names its partition); returns their offsets, acknowledged."""
+        return await self._write(records)
+
+    async def read(self, partition: int, until: int) -> AsyncIterator[Any]:
+        """The partition's records from its first up to (not including) offset ``until``.
+
+        ``until`` comes from a write's acknowledgement, so the reader needs no end-offset request.
+        """
+        if until <= 0:
+            return
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            **client_kwargs(s),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=s.fetch_wait_ms,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+        )
+        await consumer.start()
+        try:
+            tp = TopicPartition(s.changelog_topic, partition)
+            consumer.assign([tp])
+            # offset 0, not seek_to_beginning: no ListOffsets request; a record that retention removed
+            # makes the consumer start at the first one kept ("earliest")
+            consumer.seek(tp, 0)
+            while True:
+                batches = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
+                for record in batches.get(tp, []):
+                    if record.offset >= until:
+                        return
+                    yield record
+                    if record.offset == until - 1:
+                        return
+        finally:
+            await consumer.stop()

@@ -1,0 +1,95 @@
+"""Worker state that lives in Kafka: two workers, each with its own state directory (its own host), share
+the traffic; one host is lost with its disk while duplicates and late feedback keep arriving; the other
+takes its partitions over from the changelog, and the result is the batch miner's over the distinct traces."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from learning.models import LearningTrigger, Trace
+from streams.sdk import TraceProducer
+from streams.settings import Settings
+from tests.integration.harness import WorkerProcess, read_topic, wait_until
+from tests.integration.test_pipeline import expected_sft, final_sft, fleet, produce, wait_for_tables
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+
+def owned(worker: WorkerProcess) -> tuple[list[int], bool | None]:
+    """The worker's stage-1 partitions of the traces topic and whether it merges the deltas, from its log."""
+    log = worker.log()
+    parts = re.findall(r"stage 1 partitions: (\[.*?\])", log)
+    stage2 = re.findall(r"stage 2: (this|another) worker", log)
+    mine = [int(p) for p in re.findall(r"'[^']*\.traces', (\d+)", parts[-1])] if parts else []
+    return mine, (stage2[-1] == "this") if stage2 else None
+
+
+async def test_a_lost_host_is_taken_over_exactly_from_the_changelog(settings: Settings, tmp_path: Path) -> None:
+    hosts = {
+        name: WorkerProcess(
+            settings.model_copy(update={"state_dir": tmp_path / name / "state"}), tmp_path / f"{name}.log"
+        )
+        for name in ("a", "b")
+    }
+    for worker in hosts.values():
+        worker.start()
+    try:
+
+        async def sharing() -> bool:
+            a, b = owned(hosts["a"]), owned(hosts["b"])
+            return bool(a[0]) and bool(b[0]) and {a[1], b[1]} == {True, False}
+
+        assert await wait_until(sharing, 60), {n: owned(w) for n, w in hosts.items()}
+        first = fleet(400, seed=11)
+        await produce(settings, first)
+        view = await wait_for_tables(settings, first, hosts["a"], timeout=90)
+        await view.stop()
+
+        # the host that does not merge the deltas is lost, with its state directory
+        lost = next(n for n, w in hosts.items() if owned(w)[1] is False)
+        survivor = hosts["b" if lost == "a" else "a"]
+        hosts[lost].kill()
+        shutil.rmtree(tmp_path / lost)
+
+        # meanwhile a retrying producer re-sends everything, feedback arrives late, new traffic flows
+        late = {t.trace_id: 0.05 if i % 2 else 0.99 for i, t in enumerate(first[:120])}
+        second = fleet(200, seed=12, prefix="u")
+        await produce(settings, first)
+        async with TraceProducer(settings) as producer:
+            for trace_id, score in late.items():
+                await producer.send_feedback(trace_id, score, outcome="success")
+            await producer.flush()
+        await produce(settings, second)
+
+        final: list[Trace] = [
+            t.model_copy(update={"feedback": late[t.trace_id], "outcome": "success"}) if t.trace_id in late else t
+            for t in first
+        ] + second
+        view = await wait_for_tables(settings, final, survivor, timeout=120)
+        await view.stop()
+        assert sorted(owned(survivor)[0]) == list(range(settings.trace_partitions))
+        assert "restored" in survivor.log()
+        pairs = await final_sft(settings)
+        assert sorted((p["input"], p["output"], p["model"], p["feedback"]) for p in pairs.values()) == expected_sft(
+            settings, final
+        )
+        triggers = {
+            LearningTrigger.model_validate_json(r.value).cycle_id
+            for r in await read_topic(settings, settings.triggers_topic, idle=0.5)
+        }
+        # one trigger per threshold crossing, numbered from 1: at least as many as the final pairs make, at most
+        # as many as every pair that ever qualified could (late feedback retracted some on the way)
+        numbers = sorted(int(c.split("#")[1]) for c in triggers)
+        ever = {p[:2] for p in expected_sft(settings, first) + expected_sft(settings, final)}
+        threshold = settings.sft_trigger_threshold
+        assert numbers == list(range(1, len(numbers) + 1))
+        assert len(expected_sft(settings, final)) // threshold <= len(numbers) <= len(ever) // threshold
+    finally:
+        for worker in hosts.values():
+            worker.stop()
+        await asyncio.sleep(0)
