@@ -25,12 +25,22 @@ class ChangelogIO:
         """Produce records (each names its partition); returns their offsets, acknowledged."""
         return await self._write(records)
 
+    async def read_at(self, partition: int, offset: int) -> Any | None:
+        """The record at ``offset`` (None if retention removed it)."""
+        async for record in self._records(partition, offset, offset + 1):
+            return record
+        return None
+
     async def read(self, partition: int, until: int) -> AsyncIterator[Any]:
         """The partition's records from its first up to (not including) offset ``until``.
 
         ``until`` comes from a write's acknowledgement, so the reader needs no end-offset request.
         """
-        if until <= 0:
+        async for record in self._records(partition, 0, until):
+            yield record
+
+    async def _records(self, partition: int, start: int, until: int) -> AsyncIterator[Any]:
+        if until <= start:
             return
         s = self.settings
         consumer = AIOKafkaConsumer(
@@ -46,9 +56,9 @@ class ChangelogIO:
         try:
             tp = TopicPartition(s.changelog_topic, partition)
             consumer.assign([tp])
-            # offset 0, not seek_to_beginning: no ListOffsets request; a record that retention removed
+            # an offset, not seek_to_beginning: no ListOffsets request; a record that retention removed
             # makes the consumer start at the first one kept ("earliest")
-            consumer.seek(tp, 0)
+            consumer.seek(tp, start)
             while True:
                 batches = await consumer.getmany(tp, timeout_ms=1000, max_records=10_000)
                 for record in batches.get(tp, []):
@@ -57,5 +67,7 @@ class ChangelogIO:
                     yield record
                     if record.offset == until - 1:
                         return
+                if not batches and await consumer.position(tp) >= until:
+                    return  # the records before ``until`` are gone (retention): nothing more to read
         finally:
             await consumer.stop()

@@ -30,6 +30,8 @@ from streams.worker.changelog import (
     Checkpoint,
     batch_records,
     fence_record,
+    identity,
+    identity_of,
     new_epoch,
     replay,
     takeover_record,
@@ -238,18 +240,19 @@ class Stage1:
             await task
 
     async def _persist(self, writes: list[_Write], started: float, size: int) -> None:
-        # partitions are separate files: their transactions, and then their sends, can overlap
-        logged = await self._log_batches(writes) if self.changelog is not None else {}
+        # partitions are separate files: their transactions, and then their sends, can overlap; so can the
+        # changelog's writes: nothing is sent before both are done, and a takeover compares the two
         await asyncio.gather(
             *(
                 w.db.commit(
                     ledger=w.ledger,
                     offsets=w.offsets,
                     outbox=w.outbox,
-                    meta={LAST_DELTA_KEY: w.last_delta, **logged.get(w.partition, {})},
+                    meta={LAST_DELTA_KEY: w.last_delta, **self._logged(w)},
                 )
                 for w in writes
-            )
+            ),
+            *((self._log_batch(w, self.changelog) for w in writes) if self.changelog is not None else ()),
         )
         for w in writes:
             self._unsettled.pop(w.partition, None)
@@ -274,14 +277,15 @@ class Stage1:
         self.metrics.batch_size.labels("stage1").observe(size)
         await self._maybe_expire()
 
-    async def _log_batches(self, writes: list[_Write]) -> dict[int, dict[str, Any]]:
-        """Write the batches to the changelog (before their local commit and before any send); returns, per
-        partition, what the local store keeps of it: the offset of the batch's marker."""
-        assert self.changelog is not None
-        logged = await asyncio.gather(*(self._log_batch(w, self.changelog) for w in writes))
-        return {w.partition: {CHANGELOG_KEY: offset} for w, offset in zip(writes, logged, strict=True)}
+    def _logged(self, w: _Write) -> dict[str, Any]:
+        """What the local store keeps of the batch's changelog marker, to tell at a takeover whether it is
+        current."""
+        if self.changelog is None:
+            return {}
+        return {CHANGELOG_KEY: identity("m", self._epoch[w.partition], w.next_seq)}
 
-    async def _log_batch(self, w: _Write, changelog: ChangelogIO) -> int:
+    async def _log_batch(self, w: _Write, changelog: ChangelogIO) -> None:
+        """Write the batch to the changelog (before any of its records is sent)."""
         checkpoint = Checkpoint(
             source_id=w.db.source_id,
             epoch=self._epoch[w.partition],
@@ -299,8 +303,7 @@ class Stage1:
             checkpoint,
             self.settings.max_message_bytes,
         )
-        offsets = await changelog.write(records)
-        return offsets[-1]
+        await changelog.write(records)
 
     async def _take_over(self, partition: int, db: PartitionDB, changelog: ChangelogIO) -> PartitionDB:
         """Become the partition's owner (streams/worker/changelog.py): fence the previous owner's deltas,
@@ -312,11 +315,14 @@ class Stage1:
         topic = self.settings.changelog_topic
         [mark] = await changelog.write([takeover_record(topic, partition, epoch)])
         local = await db.get_meta(CHANGELOG_KEY)
+        last = identity("t", epoch)
         if mark == 0:
             # nothing before the takeover: the local store, if anything, is all the state there is
             if await db.ledger_rows():
-                await self._snapshot(partition, db, changelog, epoch)
-        elif local != mark - 1:
+                last = await self._snapshot(partition, db, changelog, epoch)
+        elif local is None or identity_of(await changelog.read_at(partition, mark - 1)) != local:
+            # the record before the takeover is not the last one this store wrote: another worker wrote
+            # since, or this store's last commit or write did not finish
             db, newest = await self._restore(partition, db, changelog, mark)
             if newest >= epoch:
                 # the previous owner's clock was ahead of this one's: take over again, above its epoch
@@ -324,10 +330,11 @@ class Stage1:
                 epoch = new_epoch(newest + 1)
                 await self.send([fence_record(self.settings.deltas_topic, partition, epoch)])
                 [mark] = await changelog.write([takeover_record(topic, partition, epoch)])
+                last = identity("t", epoch)
         self._epoch[partition] = epoch
         # what the outbox still holds goes out under this owner's epoch: older ones are fenced from now on
         outbox = [with_epoch(r, epoch) for r in await db.pending()]
-        await db.commit(meta={CHANGELOG_KEY: mark}, outbox=outbox, replace_outbox=True)
+        await db.commit(meta={CHANGELOG_KEY: last}, outbox=outbox, replace_outbox=True)
         log.info("stage 1 partition %d: taken over at epoch %d (changelog offset %d)", partition, epoch, mark)
         return db
 
@@ -374,8 +381,9 @@ class Stage1:
         )
         return db, restored.epoch
 
-    async def _snapshot(self, partition: int, db: PartitionDB, changelog: ChangelogIO, epoch: int) -> None:
-        """Write the whole local store to an empty changelog (a store kept before the changelog existed)."""
+    async def _snapshot(self, partition: int, db: PartitionDB, changelog: ChangelogIO, epoch: int) -> dict[str, Any]:
+        """Write the whole local store to an empty changelog (a store kept before the changelog existed);
+        returns the identity of its marker."""
         rows = await db.ledger_rows()
         offsets = await db.offsets()
         pending = await db.pending()
@@ -391,6 +399,7 @@ class Stage1:
         records = batch_records(topic, partition, epoch, rows, pending, checkpoint, self.settings.max_message_bytes)
         await changelog.write(records)
         log.info("stage 1 partition %d: wrote its %d local ledger entries to the empty changelog", partition, len(rows))
+        return identity("m", epoch, checkpoint.next_seq)
 
     async def _read_partition(self, partition: int, batch: list[Consumed]) -> _Read | None:
         """Parse one partition's records and start looking up their ledger entries; None when all of

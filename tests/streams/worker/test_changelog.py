@@ -52,6 +52,9 @@ class MemoryChangelog:
         for record in self.log[partition][:until]:
             yield record
 
+    async def read_at(self, partition: int, offset: int) -> Any | None:
+        return self.log[partition][offset]
+
 
 def checkpoint(epoch: int, next_seq: int, acked: int = 0) -> Checkpoint:
     return Checkpoint("src", epoch, next_seq, 0, [("traces", 0, next_seq)], acked)
@@ -185,3 +188,36 @@ async def test_stage2_drops_the_deltas_of_a_fenced_owner(settings):
     assert s2.kept.tables.classes["general"].count == 2
     assert metrics.fenced._value.get() == 1
     await s2.close()
+
+
+async def test_a_current_local_store_skips_the_restore_and_a_stale_one_does_not(settings):
+    changelog = MemoryChangelog()
+    home = settings_for(settings, "home")
+    first = Stage1(home, Sink(), WorkerMetrics(), changelog=changelog)
+    await first.process([trace_record(settings, i, f"t{i}") for i in range(3)])
+    await first.close()
+    restarted_metrics = WorkerMetrics()
+    restarted = Stage1(home, Sink(), restarted_metrics, changelog=changelog)  # the same host restarts
+    await restarted.process([trace_record(settings, 3, "t3")])
+    await restarted.close()
+    assert restarted_metrics.restored._value.get() == 0
+    # the partition spends a while on another host: this host's copy is stale when it comes back
+    away = Stage1(settings_for(settings, "away"), Sink(), WorkerMetrics(), changelog=changelog)
+    await away.process([trace_record(settings, 4, "t4")])
+    await away.close()
+    back_metrics = WorkerMetrics()
+    back = Stage1(home, Sink(), back_metrics, changelog=changelog)
+    await back.process([trace_record(settings, 5, "t5")])
+    await back.close()
+    assert back_metrics.restored._value.get() == 5  # t0-t4, from the changelog
+    assert set((await back_ledger(home)).keys()) == {f"t{i}" for i in range(6)}
+
+
+async def back_ledger(settings: Settings) -> dict[str, Any]:
+    from streams.worker.state_store import PartitionDB
+
+    db = await PartitionDB(settings.state_dir / "stage1" / "p0.db").open()
+    try:
+        return await db.ledger_entries([f"t{i}" for i in range(10)])
+    finally:
+        await db.close()
