@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,54 @@ async def test_a_lost_host_is_taken_over_exactly_from_the_changelog(settings: Se
         for worker in hosts.values():
             worker.stop()
         await asyncio.sleep(0)
+
+
+async def test_a_paused_worker_whose_partitions_moved_gets_nothing_counted_twice(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A worker is paused (SIGSTOP) past its session timeout while traffic flows, its partitions move to
+    the other worker, then it resumes (a zombie) with records it had fetched: the tables stay exact."""
+
+    def host(name: str) -> WorkerProcess:
+        own = settings.model_copy(update={"state_dir": tmp_path / name / "state", "batch_max": 200})
+        return WorkerProcess(own, tmp_path / f"{name}.log")
+
+    hosts = {name: host(name) for name in ("a", "b")}
+    for worker in hosts.values():
+        worker.start()
+    try:
+
+        async def sharing() -> bool:
+            a, b = owned(hosts["a"]), owned(hosts["b"])
+            return bool(a[0]) and bool(b[0]) and {a[1], b[1]} == {True, False}
+
+        assert await wait_until(sharing, 60), {n: owned(w) for n, w in hosts.items()}
+        paused_name = next(n for n, w in hosts.items() if owned(w)[1] is False)
+        paused, other = hosts[paused_name], hosts["b" if paused_name == "a" else "a"]
+        traces = fleet(1_500, seed=21)
+        producing = asyncio.create_task(produce(settings, traces[:700]))
+        await asyncio.sleep(0.3)  # mid-stream: the paused worker holds fetched, unprocessed records
+        assert paused.proc is not None
+        paused.proc.send_signal(signal.SIGSTOP)
+        await producing
+        # past the session timeout the other worker is given the paused one's partitions
+
+        async def moved() -> bool:
+            return sorted(owned(other)[0]) == list(range(settings.trace_partitions))
+
+        assert await wait_until(moved, 60), other.log()[-3000:]
+        await produce(settings, traces[700:1_100])  # the other worker takes them over as records arrive
+        paused.proc.send_signal(signal.SIGCONT)
+        await produce(settings, traces[1_100:])
+        await produce(settings, traces[:300])  # and a producer's retries
+        view = await wait_for_tables(settings, traces, other, timeout=120)
+        await view.stop()
+        pairs = await final_sft(settings)
+        assert sorted((p["input"], p["output"], p["model"], p["feedback"]) for p in pairs.values()) == expected_sft(
+            settings, traces
+        )
+    finally:
+        for worker in hosts.values():
+            if worker.proc is not None and worker.proc.poll() is None:
+                worker.proc.send_signal(signal.SIGCONT)
+            worker.stop()
