@@ -91,14 +91,16 @@ def naive_faust(bootstrap: str, topic: str, n: int) -> float:
     raise RuntimeError(f"naive agent failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
 
 
-def start_worker(settings: Settings, state_dir: Path, log: Path, root: Path = ROOT) -> subprocess.Popen[bytes]:
+def start_worker(
+    settings: Settings, state_dir: Path, log: Path, root: Path = ROOT, *, loglevel: str = "WARNING"
+) -> subprocess.Popen[bytes]:
     """A worker process running the project at ``root`` (this tree unless given another copy)."""
     env = {**os.environ, "PYTHONPATH": str(root)}
     for name, value in settings.model_dump(exclude_none=True).items():
         env[f"TRACELEARN_{name.upper()}"] = str(value)
     env["TRACELEARN_STATE_DIR"] = str(state_dir)
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker"],
+        [sys.executable, "-m", "streams.cli", "worker", "--loglevel", loglevel],
         cwd=root,
         env=env,
         stdout=open(log, "wb"),

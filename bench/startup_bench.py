@@ -29,7 +29,6 @@ from streams.sdk import RoutingTableView
 from streams.settings import Settings
 
 STEPS = {
-    "fetch wait resolved (topics checked)": r"consumers' fetch wait",
     "stage 1's group joined": r"stage 1 partitions: \[\(",
     "stage 2's group joined": r"stage 2: (this|another) worker",
     "last partition taken over": r"taken over at epoch",
@@ -73,7 +72,7 @@ def one_run(bootstrap: str, traces: int, tmp: Path, run: int) -> dict[str, float
     asyncio.run(produce(bootstrap, settings.traces_topic, traces, prefix=f"s{run}-"))
     log = tmp / f"worker{run}.log"
     launched = time.time()
-    worker = start_worker(settings, settings.state_dir, log)
+    worker = start_worker(settings, settings.state_dir, log, loglevel="INFO")
     try:
         first, done = asyncio.run(watch(settings, traces, launched))
     finally:
