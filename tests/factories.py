@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from learning.models import Trace, TraceStep
+from learning.models import RoutingTableUpdate, Trace, TraceStep
 from learning.types import StepType
 
 
@@ -46,4 +46,23 @@ def make_trace(
         completion_tokens=completion_tokens,
         total_tokens=prompt_tokens + completion_tokens,
         **extra,
+    )
+
+
+def make_routing_update(
+    query_class: str, best: str | None, *, version: int = 1, classifier: str | None = None
+) -> RoutingTableUpdate:
+    """A class's routing table naming ``best`` (statistics left out: routers read the best model)."""
+    from learning.classifier import CLASSIFIER_VERSION
+
+    return RoutingTableUpdate(
+        query_class=query_class,
+        best_model=best,
+        sample_count=20,
+        models={},
+        rule="lcb",
+        min_samples=5,
+        version=version,
+        classifier_version=classifier if classifier is not None else CLASSIFIER_VERSION,
+        updated_at=float(version),
     )

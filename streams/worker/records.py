@@ -8,7 +8,7 @@ from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
-from streams.kafka.dead_letters import dead_letter_headers
+from streams.kafka.dead_letters import Source, dead_letter_headers
 
 # msgspec rather than json.dumps for the JSON text the state stores write: stage 2 stores its whole state
 # (about 20 KB in the demo) with every commit, and json.dumps took about ten times as long to encode it
@@ -23,16 +23,10 @@ def json_text(value: Any) -> str:
     return _encode_json(value).decode()
 
 
-class Consumed(Protocol):
+class Consumed(Source, Protocol):
     """What stage 1 reads of a consumed record: an :class:`InRecord` or aiokafka's ``ConsumerRecord``
     as it comes (copying every fetched record into another object cost more than a microsecond each)."""
 
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def offset(self) -> int: ...
     @property
     def key(self) -> bytes | None: ...
     @property

@@ -9,14 +9,14 @@ import threading
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from learning import CLASSIFIER_VERSION, build_routing_context
+from learning import build_routing_context
 from learning.errors import InvalidTraceError
 from learning.models import FeedbackEvent, RoutingTableUpdate, Trace
 from streams.kafka.client import client_kwargs
 from streams.sdk import LearnedRouter, RoutingTableView, SyncTraceProducer
 from streams.settings import Settings
 from streams.worker.service import prepare_topics
-from tests.factories import make_trace
+from tests.factories import make_routing_update, make_trace
 from tests.integration.harness import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -56,20 +56,6 @@ async def test_sync_producer_sends_from_plain_threads_keyed_by_trace_id(settings
         assert record.partition == partition_of[record.key]  # co-partitioned with its trace
 
 
-def routing_update(query_class: str, best: str | None, version: int) -> RoutingTableUpdate:
-    return RoutingTableUpdate(
-        query_class=query_class,
-        best_model=best,
-        sample_count=20,
-        models={},
-        rule="lcb",
-        min_samples=5,
-        version=version,
-        classifier_version=CLASSIFIER_VERSION,
-        updated_at=float(version),
-    )
-
-
 async def test_the_router_follows_the_routing_topic(settings: Settings) -> None:
     await asyncio.to_thread(prepare_topics, settings)
     producer = AIOKafkaProducer(**client_kwargs(settings))
@@ -83,15 +69,15 @@ async def test_the_router_follows_the_routing_topic(settings: Settings) -> None:
     math = build_routing_context("solve 12 * 7")
     try:
         # published before the view starts: it reads the topic from its beginning
-        await publish("math", routing_update("math", "qwen3:8b", 2))
+        await publish("math", make_routing_update("math", "qwen3:8b", version=2))
         async with RoutingTableView(settings) as view:
             router = LearnedRouter(view, available_models=models)
             assert await view.wait_for(lambda table: "math" in table, 20)
             assert router.select_model(math) == "qwen3:8b"
             # a newer version moves the route; an older one arriving late does not move it back
-            await publish("math", routing_update("math", "qwen3:1.7b", 3))
-            await publish("math", routing_update("math", "qwen3:8b", 1))
-            await publish("code", routing_update("code", "qwen3:8b", 1))
+            await publish("math", make_routing_update("math", "qwen3:1.7b", version=3))
+            await publish("math", make_routing_update("math", "qwen3:8b", version=1))
+            await publish("code", make_routing_update("code", "qwen3:8b", version=1))
             assert await view.wait_for(lambda table: "code" in table, 20)
             assert router.select_model(math) == "qwen3:1.7b" and view.get("math").version == 3
             # a tombstone removes the class: the heuristic routes it again

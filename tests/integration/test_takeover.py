@@ -30,22 +30,34 @@ def owned(worker: WorkerProcess) -> tuple[list[int], bool | None]:
     return mine, (stage2[-1] == "this") if stage2 else None
 
 
-async def test_a_lost_host_is_taken_over_exactly_from_the_changelog(settings: Settings, tmp_path: Path) -> None:
-    hosts = {
-        name: WorkerProcess(
-            settings.model_copy(update={"state_dir": tmp_path / name / "state"}), tmp_path / f"{name}.log"
-        )
-        for name in ("a", "b")
-    }
+async def two_hosts(settings: Settings, tmp_path: Path, **overrides: object) -> dict[str, WorkerProcess]:
+    """Two workers, each with a state directory of its own, once both have stage-1 partitions and one of
+    them merges the deltas."""
+
+    def host(name: str) -> WorkerProcess:
+        own = settings.model_copy(update={"state_dir": tmp_path / name / "state", **overrides})
+        return WorkerProcess(own, tmp_path / f"{name}.log").start()
+
+    hosts = {name: host(name) for name in ("a", "b")}
+
+    async def sharing() -> bool:
+        a, b = owned(hosts["a"]), owned(hosts["b"])
+        return bool(a[0]) and bool(b[0]) and {a[1], b[1]} == {True, False}
+
+    assert await wait_until(sharing, 60), {n: owned(w) for n, w in hosts.items()}
+    return hosts
+
+
+def stop_all(hosts: dict[str, WorkerProcess]) -> None:
     for worker in hosts.values():
-        worker.start()
+        if worker.proc is not None and worker.proc.poll() is None:
+            worker.proc.send_signal(signal.SIGCONT)  # a paused one must run to stop
+        worker.stop()
+
+
+async def test_a_lost_host_is_taken_over_exactly_from_the_changelog(settings: Settings, tmp_path: Path) -> None:
+    hosts = await two_hosts(settings, tmp_path)
     try:
-
-        async def sharing() -> bool:
-            a, b = owned(hosts["a"]), owned(hosts["b"])
-            return bool(a[0]) and bool(b[0]) and {a[1], b[1]} == {True, False}
-
-        assert await wait_until(sharing, 60), {n: owned(w) for n, w in hosts.items()}
         first = fleet(400, seed=11)
         await produce(settings, first)
         view = await wait_for_tables(settings, first, hosts["a"], timeout=90)
@@ -91,9 +103,7 @@ async def test_a_lost_host_is_taken_over_exactly_from_the_changelog(settings: Se
         assert numbers == list(range(1, len(numbers) + 1))
         assert len(expected_sft(settings, final)) // threshold <= len(numbers) <= len(ever) // threshold
     finally:
-        for worker in hosts.values():
-            worker.stop()
-        await asyncio.sleep(0)
+        stop_all(hosts)
 
 
 async def test_a_paused_worker_whose_partitions_moved_gets_nothing_counted_twice(
@@ -102,20 +112,8 @@ async def test_a_paused_worker_whose_partitions_moved_gets_nothing_counted_twice
     """A worker is paused (SIGSTOP) past its session timeout while traffic flows, its partitions move to
     the other worker, then it resumes (a zombie) with records it had fetched: the tables stay exact."""
 
-    def host(name: str) -> WorkerProcess:
-        own = settings.model_copy(update={"state_dir": tmp_path / name / "state", "batch_max": 200})
-        return WorkerProcess(own, tmp_path / f"{name}.log")
-
-    hosts = {name: host(name) for name in ("a", "b")}
-    for worker in hosts.values():
-        worker.start()
+    hosts = await two_hosts(settings, tmp_path, batch_max=200)
     try:
-
-        async def sharing() -> bool:
-            a, b = owned(hosts["a"]), owned(hosts["b"])
-            return bool(a[0]) and bool(b[0]) and {a[1], b[1]} == {True, False}
-
-        assert await wait_until(sharing, 60), {n: owned(w) for n, w in hosts.items()}
         paused_name = next(n for n, w in hosts.items() if owned(w)[1] is False)
         paused, other = hosts[paused_name], hosts["b" if paused_name == "a" else "a"]
         traces = fleet(1_500, seed=21)
@@ -141,7 +139,4 @@ async def test_a_paused_worker_whose_partitions_moved_gets_nothing_counted_twice
             settings, traces
         )
     finally:
-        for worker in hosts.values():
-            if worker.proc is not None and worker.proc.poll() is None:
-                worker.proc.send_signal(signal.SIGCONT)
-            worker.stop()
+        stop_all(hosts)

@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from learning import CLASSIFIER_VERSION, build_routing_context
+from learning import build_routing_context
 from learning.models import RoutingTableUpdate
 from learning.routing.heuristic import HeuristicRouter
 from streams.sdk import LearnedRouter
+from tests.factories import make_routing_update
 
 MODELS = ["qwen3:1.7b", "qwen3:8b", "qwen3-coder:30b"]
-
-
-def update(query_class: str, best: str | None, *, classifier: str = CLASSIFIER_VERSION) -> RoutingTableUpdate:
-    return RoutingTableUpdate(
-        query_class=query_class,
-        best_model=best,
-        sample_count=10,
-        models={},
-        rule="lcb",
-        min_samples=5,
-        version=1,
-        classifier_version=classifier,
-        updated_at=1.0,
-    )
 
 
 class StubView:
@@ -37,7 +24,8 @@ def route(router: LearnedRouter, query: str) -> str:
 
 
 def test_the_learned_best_model_of_the_querys_class_wins():
-    router = LearnedRouter(StubView(update("math", "qwen3:8b")), available_models=MODELS)  # type: ignore[arg-type]
+    view = StubView(make_routing_update("math", "qwen3:8b"))
+    router = LearnedRouter(view, available_models=MODELS)  # type: ignore[arg-type]
     heuristic = HeuristicRouter(MODELS)
     assert route(router, "solve 12 * 7") == "qwen3:8b"
     assert heuristic.select_model(build_routing_context("solve 12 * 7")) != "qwen3:8b"  # so the table decided
@@ -46,9 +34,10 @@ def test_the_learned_best_model_of_the_querys_class_wins():
 def test_the_heuristic_routes_where_nothing_was_learned():
     heuristic = HeuristicRouter(MODELS)
     view = StubView(
-        update("math", None),  # no model has min_samples yet
-        update("code", "qwen3:8b", classifier="0"),  # classes of another classifier mean something else
-        update("general", "gpt-9"),  # a model this agent cannot call
+        make_routing_update("math", None),  # no model has min_samples yet
+        # classes of another classifier mean something else
+        make_routing_update("code", "qwen3:8b", classifier="0"),
+        make_routing_update("general", "gpt-9"),  # a model this agent cannot call
     )
     router = LearnedRouter(view, available_models=MODELS)  # type: ignore[arg-type]
     for query in ["solve 12 * 7", "def f(): pass", "explain the history of the roman empire in detail please", "hi"]:
@@ -56,5 +45,5 @@ def test_the_heuristic_routes_where_nothing_was_learned():
 
 
 def test_without_a_model_list_any_learned_model_is_taken():
-    router = LearnedRouter(StubView(update("general", "gpt-9")))  # type: ignore[arg-type]
+    router = LearnedRouter(StubView(make_routing_update("general", "gpt-9")))  # type: ignore[arg-type]
     assert route(router, "explain the history of the roman empire in detail please") == "gpt-9"
