@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import faust
@@ -32,9 +32,17 @@ class TracelearnApp(faust.App):
     """A Faust app whose worker consumer uses :class:`TunedTransport`."""
 
     fetch_max_wait_ms: int = 1500
+    # started with the app, before Faust's own consumer joins its group: Faust starts its tasks only after
+    # that join, and two joins one after the other doubled the start-up time
+    early: list[Callable[[], None]]
 
     def _new_transport(self) -> TransportT:
         return TunedTransport(self.conf.broker_consumer, self)
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        for begin in getattr(self, "early", ()):
+            begin()
 
 
 def _credentials(settings: Settings) -> Any:
@@ -135,6 +143,7 @@ class Pipeline:
         deltas = app.topic(settings.deltas_topic, key_type=bytes, value_type=bytes)
         stage2, metrics = self.stage2, self.metrics
         stage1_consumer = Stage1Consumer(settings, self.stage1, metrics)
+        app.early = [stage1_consumer.begin]
 
         @app.task  # type: ignore[untyped-decorator]  # Faust's decorators carry no types
         async def stage1_loop() -> None:
