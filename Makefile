@@ -29,7 +29,7 @@ typecheck: venv
 unit: venv
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest -q -m "not integration and not slow"
 
-# everything, integration tests on a real broker included (they start one unless TRACELEARN_TEST_BOOTSTRAP is set)
+# everything, integration tests on a real broker included (they start one unless TEST_KAFKA_BOOTSTRAP is set)
 tests: venv
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest -q
 

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from learning.models import CONTRACTS
-from streams.settings import Settings
+from streams.settings import Settings, check_environment
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -72,6 +73,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.worker.service import run_worker
 
+    check_environment(os.environ, service="worker")
     run_worker(_settings(args), loglevel=args.loglevel)
     return 0
 

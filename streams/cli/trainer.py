@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 from collections.abc import Callable
 from typing import Any
 
 from learning.errors import ConfigError
 from learning.training.registry import AdapterRegistry
-from streams.settings import Settings
+from streams.settings import Settings, check_environment
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -24,6 +25,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_trainer(args: argparse.Namespace) -> int:
     from streams.trainer.service import TrainerService
 
+    check_environment(os.environ, service="trainer")
     settings = _settings(args)
     if not settings.bootstrap_servers:
         raise ConfigError("the trainer needs Kafka: set TRACELEARN_BOOTSTRAP_SERVERS or --bootstrap-servers")

@@ -1,5 +1,5 @@
 """Integration tests run against a real Kafka-protocol broker: the one .ci/run started
-(TRACELEARN_TEST_BOOTSTRAP) or, on a developer machine, an embedded broker started here."""
+(TEST_KAFKA_BOOTSTRAP) or, on a developer machine, an embedded broker started here."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.integration.harness import WorkerProcess
 
 @pytest.fixture(scope="session")
 def bootstrap() -> Iterator[str]:
-    given = os.environ.get("TRACELEARN_TEST_BOOTSTRAP")
+    given = os.environ.get("TEST_KAFKA_BOOTSTRAP")
     if given:
         yield given
         return

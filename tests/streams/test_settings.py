@@ -88,3 +88,34 @@ def test_the_settings_command_shows_values_and_masks_secrets(monkeypatch, capsys
     assert "hunter2" not in out and "********" in out
     [line] = [row for row in out.splitlines() if "TRACELEARN_MIN_SAMPLES " in row]
     assert line.startswith("*") and " 3 " in line and "(default: 5)" in line
+
+
+def test_a_misspelt_setting_stops_a_service_with_the_closest_name(monkeypatch, capsys):
+    from streams.settings import unknown_environment
+
+    env = {"TRACELEARN_MIN_SAMPLE": "3", "TRACELEARN_BOOTSTRAP_SERVERS": "k:9092", "PATH": "/bin", "TRACELEARN_ZZ": "1"}
+    assert unknown_environment(env, service="worker") == [
+        "TRACELEARN_MIN_SAMPLE is not a tracelearn setting; did you mean TRACELEARN_MIN_SAMPLES?",
+        "TRACELEARN_ZZ is not a tracelearn setting",
+    ]
+    # the worker's web port set on the trainer: valid name, wrong service
+    assert unknown_environment({"TRACELEARN_WEB_PORT": "6068"}, service="trainer") == [
+        "TRACELEARN_WEB_PORT is the worker's setting; the trainer reads TRACELEARN_TRAINER_WEB_PORT"
+    ]
+    assert unknown_environment({"TRACELEARN_WEB_PORT": "6066"}, service="worker") == []
+    monkeypatch.setenv("TRACELEARN_FEEDBACK_WINDOW", "60")
+    assert main(["worker"]) == 1
+    assert "did you mean TRACELEARN_FEEDBACK_WINDOW_SECONDS?" in capsys.readouterr().err
+
+
+def test_the_deployment_files_name_only_real_settings():
+    import re
+    from pathlib import Path
+
+    from streams.settings import unknown_environment
+
+    root = Path(__file__).resolve().parents[2]
+    for path in [root / "docker-compose.yml", *sorted((root / "k8s").glob("*.yaml"))]:
+        names = set(re.findall(r"\b(TRACELEARN_[A-Z0-9_]+)\b", path.read_text()))
+        service = "trainer" if "trainer" in path.name else "worker"
+        assert unknown_environment(dict.fromkeys(names, ""), service=service) == [], path.name
