@@ -58,16 +58,26 @@ class TrainerMetrics:
             registry=r,
             buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200),
         )
-        self.tokens = Gauge("tracelearn_trainer_tokens_per_second", "Real tokens/s of the last training", registry=r)
+        # a counter, not the last cycle's tokens/s: rate() of it is the speed over any window, across cycles
+        self.tokens = Counter("tracelearn_trainer_tokens", "Real (non-padding) tokens trained on", registry=r)
         self.improvement = Gauge("tracelearn_trainer_eval_improvement", "Score gain of the last cycle", registry=r)
         self.pairs = Gauge("tracelearn_trainer_pairs_in_store", "SFT pairs in the trainer's store", registry=r)
-        self.current = Gauge("tracelearn_trainer_current_adapter_version", "Current adapter version", registry=r)
+        self.adapter = Gauge(
+            "tracelearn_trainer_adapter_info", "1 for the current adapter version", ["version"], registry=r
+        )
+        self._current: int | None = None
         self.invalid = Counter(
             "tracelearn_trainer_invalid_records",
             "Records the trainer sent to the dead-letter topic instead of reading them",
             ["reason"],
             registry=r,
         )
+
+    def set_current(self, version: int) -> None:
+        if self._current is not None and self._current != version:
+            self.adapter.remove(str(self._current))
+        self._current = version
+        self.adapter.labels(str(version)).set(1)
 
 
 def _scope_filter(scope: str) -> tuple[str, tuple[str, ...]]:
@@ -101,7 +111,7 @@ class TrainerService:
         self.metrics.pairs.set(await self.pair_count())
         current = self.registry.current()
         if current is not None:
-            self.metrics.current.set(current)
+            self.metrics.set_current(current)
 
     async def recall_results(self) -> int:
         """Record every finished cycle on the learning-results topic that this trainer's store lacks; returns
@@ -323,8 +333,8 @@ class TrainerService:
             return LearningResult(**base, status="failed", reason=f"training process exited with {proc.returncode}")
         out = CycleOutcome.from_json(out_file.read_text())
         training = out.training
-        if training.get("tokens_per_second"):
-            self.metrics.tokens.set(training["tokens_per_second"])
+        if training.get("real_tokens"):
+            self.metrics.tokens.inc(training["real_tokens"])
         if out.status != "evaluated":
             return LearningResult(**base, status=out.status, reason=out.reason, training=training)
         assert out.improvement is not None and out.adapter_path is not None  # what "evaluated" means
@@ -347,7 +357,7 @@ class TrainerService:
             )
         version = self.registry.add(out.adapter_path, {"cycle_id": trigger.cycle_id, **scores})
         self.registry.promote(version)
-        self.metrics.current.set(version)
+        self.metrics.set_current(version)
         return LearningResult(
             **base,
             status="accepted",

@@ -124,6 +124,8 @@ async def test_trigger_trains_evaluates_promotes_and_never_twice(settings, tmp_p
     registry = AdapterRegistry(s.trainer_dir / "registry")
     assert registry.versions() == [1] and registry.current() == 1
     assert service.metrics.cycles.labels("accepted")._value.get() == 1
+    assert service.metrics.tokens._value.get() == first.training["real_tokens"] > 0
+    assert service.metrics.adapter.labels("1")._value.get() == 1
 
 
 async def test_worse_candidate_is_rejected_and_current_adapter_stays(settings, tmp_path, tiny):
