@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck unit tests demo bench clean
+.PHONY: venv test lint typecheck unit tests monitoring-tools demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,11 @@ unit: venv
 tests: venv
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest -q
 
-test: lint typecheck tests
+# prometheus and promtool for the monitoring tests: Debian's package, installed where missing when run as root
+monitoring-tools:
+	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } ; } || echo "make: prometheus is not installed and this is not root: the monitoring tests will say they are skipped (apt-get install prometheus)"
+
+test: monitoring-tools lint typecheck tests
 
 demo: venv
 	$(BIN)/tracelearn demo
