@@ -325,9 +325,17 @@ class TrainerService:
             stderr=open(work / "stderr.log", "wb"),  # noqa: SIM115
         )
         assert proc.stdout is not None
-        async for line in proc.stdout:
-            self._progress(trigger.cycle_id, line)
-        await proc.wait()
+        try:
+            async for line in proc.stdout:
+                self._progress(trigger.cycle_id, line)
+            await proc.wait()
+        except asyncio.CancelledError:
+            # the service is stopping: the training must not go on without it (the cycle stays "running"
+            # in the store, and the next start reports it interrupted)
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            raise
         out_file = work / "result.json"
         if not out_file.exists():
             return LearningResult(**base, status="failed", reason=f"training process exited with {proc.returncode}")
@@ -464,6 +472,8 @@ class TrainerService:
         finally:
             if running is not None:
                 running.cancel()
+                # waits for the cycle's child process to be stopped
+                await asyncio.gather(running, return_exceptions=True)
             await consumer.stop()
 
     async def run(self) -> None:

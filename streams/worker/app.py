@@ -81,6 +81,7 @@ class Pipeline:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.metrics = WorkerMetrics()
+        self.metrics.sft_threshold.set(settings.sft_trigger_threshold)
         settings.state_dir.mkdir(parents=True, exist_ok=True)  # Faust creates its datadir without parents
         app = TracelearnApp(
             settings.app_id,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from learning.models import ModelStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4"
 _BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -58,7 +62,19 @@ class WorkerMetrics:
         self.class_samples = Gauge(
             "tracelearn_class_samples", "Traces counted per query class", ["query_class"], registry=r
         )
+        self.model_samples = Gauge(
+            "tracelearn_model_samples", "Traces counted per query class and model", ["query_class", "model"], registry=r
+        )
+        self.model_feedback = Gauge(
+            "tracelearn_model_feedback_mean",
+            "Mean feedback per query class and model, over the traces with feedback",
+            ["query_class", "model"],
+            registry=r,
+        )
         self.sft_pairs = Gauge("tracelearn_sft_pairs", "Unique qualifying SFT pairs", registry=r)
+        self.sft_threshold = Gauge(
+            "tracelearn_sft_trigger_threshold", "New unique pairs per learning trigger (the setting)", registry=r
+        )
         self.sft_too_large = Counter(
             "tracelearn_sft_pairs_too_large",
             "Qualifying pairs left out because their text is larger than a message the worker may produce",
@@ -101,6 +117,12 @@ class WorkerMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def set_models(self, query_class: str, models: Mapping[str, ModelStats]) -> None:
+        for model, stats in models.items():
+            self.model_samples.labels(query_class, model).set(stats.count)
+            if stats.mean_feedback is not None:
+                self.model_feedback.labels(query_class, model).set(stats.mean_feedback)
 
     def set_best(self, query_class: str, model: str | None, previous: str | None) -> None:
         if previous is not None and previous != model:

@@ -470,6 +470,7 @@ class Stage2:
                 self.kept.versions[name] = update.version
                 out.append(OutRecord(settings.routing_topic, name.encode(), update.model_dump_json().encode()))
                 self.metrics.routing_updates.labels(name).inc()
+                self.metrics.set_models(name, update.models)
                 self.metrics.set_best(name, update.best_model, self.kept.best.get(name))
                 self.kept.best[name] = update.best_model
             out.extend(self._agent_config(name, now))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -227,6 +228,29 @@ async def test_a_trainer_on_a_new_host_never_trains_a_finished_cycle_again(setti
     assert republished == finished[1]
     assert not (s.trainer_dir / "cycles").exists()  # nothing was trained
     assert service.metrics.cycles.labels("accepted")._value.get() == 0
+
+
+async def test_stopping_the_trainer_mid_cycle_stops_the_training_process(settings, tmp_path, tiny):
+    s = trainer_settings(settings, tmp_path, tiny)
+    await asyncio.to_thread(prepare_topics, s)
+    await publish_pairs(s, tiny_pairs(4))
+    # a training process that never ends, and says who it is
+    pid_file = tmp_path / "training.pid"
+    fake_python = tmp_path / "python"
+    fake_python.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 300\n")
+    fake_python.chmod(0o755)
+    service = TrainerService(s, python=str(fake_python))
+    task = asyncio.create_task(service.run())
+    await send_trigger(s, 1, 4)
+    assert await wait_until(lambda: _exists(pid_file), 60)
+    pid = int(pid_file.read_text())
+    service.stop()
+    await asyncio.wait_for(task, 20)
+    assert not Path(f"/proc/{pid}").exists(), "the training process outlived the service"
+
+
+async def _exists(path: Path) -> bool:
+    return path.exists() and bool(path.read_text().strip())
 
 
 async def _has_results(settings: Settings, n: int) -> bool:
