@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint typecheck unit tests monitoring-tools demo bench clean
+.PHONY: venv test lint typecheck unit tests tools demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,11 +33,20 @@ unit: venv
 tests: venv
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/pytest -q
 
-# prometheus and promtool for the monitoring tests: Debian's package, installed where missing when run as root
-monitoring-tools:
-	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } ; } || echo "make: prometheus is not installed and this is not root: the monitoring tests will say they are skipped (apt-get install prometheus)"
+# Debian's prometheus (Prometheus, promtool) and docker-compose (v1, for `config`) for the monitoring and
+# deployment tests: installed where missing when run as root; elsewhere those tests say they are skipped
+TOOLS := prometheus:promtool docker-compose:docker-compose
+tools:
+	@for pair in $(TOOLS); do \
+	  pkg=$${pair%%:*}; cmd=$${pair##*:}; \
+	  command -v $$cmd >/dev/null 2>&1 && continue; \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkg >/dev/null) \
+	      || echo "make: could not install $$pkg"; \
+	  else echo "make: $$cmd is missing and this is not root: its tests will say they are skipped (apt-get install $$pkg)"; fi; \
+	done
 
-test: monitoring-tools lint typecheck tests
+test: tools lint typecheck tests
 
 demo: venv
 	$(BIN)/tracelearn demo
