@@ -149,9 +149,11 @@ def takeover_record(topic: str, partition: int, epoch: int) -> OutRecord:
     return OutRecord(topic, TAKEOVER, _encode(Takeover(epoch, time.time())), headers, partition=partition)
 
 
-def identity_of(record: Any) -> dict[str, Any] | None:
+def identity_of(record: Any | None) -> dict[str, Any] | None:
     """What a store remembers of the last changelog record it wrote (see :func:`identity`), read back from
-    the record; None for a batch record (a batch that never got its marker)."""
+    the record; None for a batch record (a batch that never got its marker) or no record (retention)."""
+    if record is None:
+        return None
     if record.key == TAKEOVER:
         return identity("t", epoch_of(record.headers))
     if record.key == MARKER:

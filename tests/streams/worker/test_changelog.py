@@ -221,3 +221,13 @@ async def back_ledger(settings: Settings) -> dict[str, Any]:
         return await db.ledger_entries([f"t{i}" for i in range(10)])
     finally:
         await db.close()
+
+
+def test_a_record_retention_removed_identifies_nothing():
+    from streams.worker.changelog import identity, identity_of
+
+    assert identity_of(None) is None
+    takeover = logged([takeover_record("cl", 0, 42)])[0]
+    assert identity_of(takeover) == identity("t", 42)
+    marker = logged(batch_records("cl", 0, 42, [], [], checkpoint(42, 7), 10_000))[-1]
+    assert identity_of(marker) == identity("m", 42, 7)
