@@ -287,7 +287,7 @@ def extra_drains(
 
 
 def changelog_pairs(bootstrap: str, traces: int, pairs: int, tmp: Path) -> str:
-    """``pairs`` pairs of drains, stage 1's changelog off then on, alternating: what the changelog costs."""
+    """``pairs`` pairs of drains, the changelogs off then on, alternating: what the changelog costs."""
     off: list[tuple[float, float]] = []
     on: list[tuple[float, float]] = []
     for k in range(pairs):
@@ -350,7 +350,7 @@ def main() -> None:
         "--changelog-pairs",
         type=int,
         default=0,
-        help="also this many pairs of drains with stage 1's changelog off and on, alternating",
+        help="also this many pairs of drains with the changelogs off and on, alternating",
     )
     parser.add_argument(
         "--latency-only",
@@ -412,7 +412,7 @@ def main() -> None:
         )
         if args.changelog_pairs:
             row = changelog_pairs(bs, args.traces, args.changelog_pairs, Path(tmp))
-            rows.append(("full pipeline, stage 1's changelog off / on", row))
+            rows.append(("full pipeline, changelogs off / on", row))
         # while no worker runs: an idle worker's fetches would count too
         speeds["before the last drain"] = asyncio.run(speed.measure())
         print("full pipeline ...", flush=True)

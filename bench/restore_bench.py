@@ -73,7 +73,7 @@ async def run(settings: Settings, entries: int, batch: int) -> None:
         started = time.perf_counter()
         await reader._db(0)
         seconds = time.perf_counter() - started
-        restored = metrics.restored._value.get()
+        restored = metrics.restored.labels("stage1")._value.get()
         await reader.close()
         print(
             f"restore on an empty disk: {restored:,.0f} ledger entries in {seconds:.1f} s "

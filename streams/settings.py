@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     stage2_batch_within: float = Field(default=0.02, gt=0, description="seconds stage 2 gathers deltas into one batch")
     changelog: bool = Field(
         default=True,
-        description="keep stage 1's state in a changelog topic too, so that any worker can take a partition over",
+        description="keep the worker's state in changelog topics too, so that any worker can take a partition over",
     )
     local_stage2: bool = Field(
         default=True, description="stage 2 also takes its own process's deltas without the broker's round trip"
@@ -174,6 +174,10 @@ class Settings(BaseSettings):
     @property
     def changelog_topic(self) -> str:
         return self.topic("stage1-changelog")
+
+    @property
+    def stage2_changelog_topic(self) -> str:
+        return self.topic("stage2-changelog")
 
     @property
     def deltas_topic(self) -> str:

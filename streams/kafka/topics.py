@@ -61,6 +61,16 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
             "max.message.bytes": str(settings.producer_max_request_bytes),
         }
         specs.append(TopicSpec(settings.changelog_topic, n, config, must_match="TRACELEARN_TRACE_PARTITIONS"))
+        # stage 2's state is not windowed: one compacted record per item, and one partition, as the deltas
+        stage2 = {**COMPACT, "max.message.bytes": str(settings.producer_max_request_bytes)}
+        specs.append(
+            TopicSpec(
+                settings.stage2_changelog_topic,
+                settings.deltas_partitions,
+                stage2,
+                must_match="TRACELEARN_DELTAS_PARTITIONS",
+            )
+        )
     return specs
 
 

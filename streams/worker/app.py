@@ -109,9 +109,12 @@ class Pipeline:
         )
         app.fetch_max_wait_ms = settings.fetch_wait_ms
         self.app = app
-        changelog = ChangelogIO(settings, self.send_for_offsets) if settings.changelog else None
+        changelog = stage2_changelog = None
+        if settings.changelog:
+            changelog = ChangelogIO(settings, self.send_for_offsets)
+            stage2_changelog = ChangelogIO(settings, self.send_for_offsets, settings.stage2_changelog_topic)
         self.stage1 = Stage1(settings, self.send, self.metrics, changelog=changelog)
-        self.stage2 = Stage2(settings, self.send, self.metrics, enqueue=self.enqueue)
+        self.stage2 = Stage2(settings, self.send, self.metrics, enqueue=self.enqueue, changelog=stage2_changelog)
         # committed delta batches on their way from stage 1 to stage 2 in this process; bounded, because
         # whatever does not fit still arrives through the deltas topic
         self.local_deltas: asyncio.Queue[list[OutRecord]] = asyncio.Queue(maxsize=LOCAL_QUEUE)

@@ -1,4 +1,5 @@
-"""Writing and reading stage 1's changelog topic (the format and the replay: streams/worker/changelog.py)."""
+"""Writing and reading a changelog topic (the formats and replays: streams/worker/changelog.py for stage 1,
+streams/worker/stage2_changelog.py for stage 2)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ OffsetSender = Callable[[list[OutRecord]], Awaitable[list[int]]]
 
 
 class ChangelogIO:
-    def __init__(self, settings: Settings, write: OffsetSender) -> None:
+    def __init__(self, settings: Settings, write: OffsetSender, topic: str | None = None) -> None:
         self.settings = settings
-        self.name = settings.changelog_topic
+        self.name = topic or settings.changelog_topic
         self._write = write
 
     async def write(self, records: list[OutRecord]) -> list[int]:
@@ -54,7 +55,7 @@ class ChangelogIO:
         )
         await consumer.start()
         try:
-            tp = TopicPartition(s.changelog_topic, partition)
+            tp = TopicPartition(self.name, partition)
             consumer.assign([tp])
             # an offset, not seek_to_beginning: no ListOffsets request; a record that retention removed
             # makes the consumer start at the first one kept ("earliest")

@@ -100,12 +100,19 @@ class WorkerMetrics:
         )
         self.restored = Counter(
             "tracelearn_state_restore_records",
-            "Ledger entries restored from the changelog into a local store",
+            "Entries restored from a changelog into a local store (stage 1: ledger entries; stage 2: SFT members)",
+            ["stage"],
             registry=r,
         )
         self.restoring = Gauge(
-            "tracelearn_state_restore_in_progress", "Stage-1 partitions being restored from the changelog", registry=r
+            "tracelearn_state_restore_in_progress",
+            "Partitions being restored from their changelog",
+            ["stage"],
+            registry=r,
         )
+        for stage in ("stage1", "stage2"):  # both series exist from the start, at zero
+            self.restored.labels(stage)
+            self.restoring.labels(stage)
         self.fenced = Counter(
             "tracelearn_stage2_fenced_deltas",
             "Delta records dropped because a newer owner of their stage-1 partition took it over",

@@ -347,14 +347,14 @@ class Stage1:
         db.delete_files()
         db = await PartitionDB(db.path).open()
         started = time.monotonic()
-        self.metrics.restoring.inc()
+        self.metrics.restoring.labels("stage1").inc()
         log.info("stage 1 partition %d: restoring from %s up to offset %d", partition, changelog.name, until)
         progress = {"rows": 0, "logged": started}
 
         async def apply_rows(rows: list[tuple[Any, ...]]) -> None:
             await db.commit(ledger=rows)
             progress["rows"] += len(rows)
-            self.metrics.restored.inc(len(rows))
+            self.metrics.restored.labels("stage1").inc(len(rows))
             if time.monotonic() - progress["logged"] > 5:
                 progress["logged"] = time.monotonic()
                 log.info("stage 1 partition %d: restored %d ledger entries so far", partition, progress["rows"])
@@ -362,7 +362,7 @@ class Stage1:
         try:
             restored = await replay(changelog.read(partition, until), apply_rows)
         finally:
-            self.metrics.restoring.dec()
+            self.metrics.restoring.labels("stage1").dec()
         checkpoint = restored.checkpoint
         if checkpoint is not None:
             await db.adopt(checkpoint.source_id, checkpoint.next_seq)

@@ -4,7 +4,9 @@ Input is the single-partition deltas topic (a delta per stage-1 micro-batch, so 
 whatever the trace rate). It publishes RoutingTableUpdate per class (compacted, rate-limited, only when
 something material changed), SftPair upserts and tombstones, exactly one LearningTrigger per threshold
 crossing per scope, and AgentConfigUpdate recommendations. Its state and outbox live in SQLite like
-stage 1's; deltas re-sent after a stage-1 restart are dropped by (source, tl-seq) watermark.
+stage 1's, and in a compacted changelog topic (streams/worker/stage2_changelog.py) from which a worker on
+another host restores them when it takes the deltas partition over; deltas re-sent after a stage-1 restart
+are dropped by (source, tl-seq) watermark.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from learning.errors import StateError
 from learning.evolver import recommend
@@ -27,10 +29,22 @@ from streams.errors import StateStoreError
 from streams.kafka.dead_letters import BAD_DELTA
 from streams.settings import Settings
 from streams.worker import deltas
-from streams.worker.changelog import EPOCH_HEADER, FENCE_HEADER
-from streams.worker.deltas import BadDelta, SftOp
+from streams.worker.changelog import EPOCH_HEADER, FENCE_HEADER, identity, new_epoch
+from streams.worker.changelog_io import ChangelogIO
+from streams.worker.deltas import BadDelta, SftAdd, SftOp
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.records import Enqueuer, InRecord, OutRecord, Sender, dead_letter
+from streams.worker.stage2_changelog import (
+    STATE,
+    TAKEOVER,
+    Member,
+    PairText,
+    Stage2Checkpoint,
+    commit_records,
+    identity_of,
+    replay,
+    takeover_record,
+)
 from streams.worker.stage2_state import Stage2State
 from streams.worker.state_store import PREV_HEADER, SEQ_HEADER, PartitionDB
 
@@ -64,6 +78,17 @@ def _parse(record: InRecord) -> Delta:
     return Delta(source, seq, message.tables(), message.sft, epoch)
 
 
+def _member_items(ops: list[SftOp]) -> dict[tuple[str, str], Member | None]:
+    """The SFT members that ``ops`` leave behind, by (pair id, trace id); None: removed."""
+    items: dict[tuple[str, str], Member | None] = {}
+    for op in ops:
+        if isinstance(op, SftAdd):
+            items[(op.pair_id, op.trace_id)] = (op.started_at, op.model, op.agent, op.feedback)
+        else:
+            items[(op.pair_id, op.trace_id)] = None
+    return items
+
+
 def header(record: InRecord | OutRecord, name: str) -> bytes | None:
     for key, value in record.headers:
         if key == name:
@@ -73,6 +98,9 @@ def header(record: InRecord | OutRecord, name: str) -> bytes | None:
 
 # how long closing the store waits for the broker to acknowledge what was sent last
 _SETTLE_SECONDS = 10.0
+# meta keys: the stored state, and the identity of the last changelog record this store wrote
+STATE_KEY = "stage2"
+CHANGELOG_KEY = "changelog_offset"
 
 
 def _sending_at_once(send: Sender) -> Enqueuer:
@@ -89,9 +117,22 @@ def _sending_at_once(send: Sender) -> Enqueuer:
 
 class Stage2:
     def __init__(
-        self, settings: Settings, send: Sender, metrics: WorkerMetrics, *, enqueue: Enqueuer | None = None
+        self,
+        settings: Settings,
+        send: Sender,
+        metrics: WorkerMetrics,
+        *,
+        enqueue: Enqueuer | None = None,
+        changelog: ChangelogIO | None = None,
     ) -> None:
         self.settings = settings
+        # where the state is kept in Kafka (None: on this disk only)
+        self.changelog = changelog
+        # this owner's epoch, its commits since the takeover, and the outbox numbers on the changelog
+        # that no tombstone has covered yet
+        self._epoch = 0
+        self._commits = 0
+        self._logged_outbox: list[int] = []
         self.send = send
         self.enqueue = enqueue or _sending_at_once(send)
         self.metrics = metrics
@@ -121,9 +162,11 @@ class Stage2:
         if self._db is not None:
             return self._db
         db = await PartitionDB(self.db_path).open()
+        if self.changelog is not None:
+            db = await self._take_over(db, self.changelog)
         self._reset_memory()
         self._acked = 0
-        saved = await db.get_meta("stage2")
+        saved = await db.get_meta(STATE_KEY)
         if saved:
             try:
                 self.kept = Stage2State.from_json(saved, self.settings)
@@ -137,7 +180,127 @@ class Stage2:
         self.dirty = set(self.kept.tables.classes) | set(self.kept.fingerprints)
         self._db = db
         await db.deliver(self.send)
+        self._acked = db.acked
         return db
+
+    # -- the changelog ----------------------------------------------------------------------------
+    async def _take_over(self, db: PartitionDB, changelog: ChangelogIO) -> PartitionDB:
+        """Become the deltas partition's owner (streams/worker/stage2_changelog.py): mark the changelog and
+        bring the local store up to it if it is not there already."""
+        epoch = new_epoch()
+        [mark] = await changelog.write([takeover_record(changelog.name, epoch)])
+        local = await db.get_meta(CHANGELOG_KEY)
+        last = identity(TAKEOVER, epoch)
+        if mark == 0:
+            # nothing before the takeover: the local store, if anything, is all the state there is
+            if await db.get_meta(STATE_KEY) is not None:
+                last = await self._snapshot(db, changelog, epoch)
+        elif local is None or identity_of(await changelog.read_at(0, mark - 1)) != local:
+            db, newest = await self._restore(db, changelog, mark)
+            if newest >= epoch:
+                log.warning("stage 2: epoch %d not above %d: clocks disagree", epoch, newest)
+                epoch = new_epoch(newest + 1)
+                [mark] = await changelog.write([takeover_record(changelog.name, epoch)])
+                last = identity(TAKEOVER, epoch)
+        self._epoch, self._commits = epoch, 0
+        self._logged_outbox = [r.seq for r in await db.pending()]
+        await db.commit(meta={CHANGELOG_KEY: last})
+        log.info("stage 2: taken over at epoch %d (changelog offset %d)", epoch, mark)
+        return db
+
+    async def _restore(self, db: PartitionDB, changelog: ChangelogIO, until: int) -> tuple[PartitionDB, int]:
+        """Replace the local store with the changelog's state up to ``until``; returns it with the newest
+        epoch the changelog held."""
+        await db.close()
+        db.delete_files()
+        db = await PartitionDB(db.path).open()
+        started = time.monotonic()
+        restoring = self.metrics.restoring.labels("stage2")
+        restoring.inc()
+        log.info("stage 2: restoring from %s up to offset %d", changelog.name, until)
+        progress = {"members": 0, "logged": started}
+
+        async def apply(members: dict[tuple[str, str], Member | None], pairs: dict[str, PairText | None]) -> None:
+            await db.restore_sft(members, pairs)
+            added = sum(1 for m in members.values() if m is not None)
+            progress["members"] += added
+            self.metrics.restored.labels("stage2").inc(added)
+            if time.monotonic() - progress["logged"] > 5:
+                progress["logged"] = time.monotonic()
+                log.info("stage 2: restored %d SFT members so far", progress["members"])
+
+        try:
+            restored = await replay(changelog.read(0, until), apply)
+        finally:
+            restoring.dec()
+        checkpoint = restored.checkpoint
+        if checkpoint is not None:
+            await db.adopt(checkpoint.source_id, checkpoint.next_seq)
+            outbox = [
+                OutRecord(topic, key, value, OutRecord.headers_from_json(headers), seq)
+                for seq, topic, key, value, headers in sorted(restored.outbox.values())
+            ]
+            offsets = {(topic, part): offset for topic, part, offset in checkpoint.offsets}
+            await db.commit(offsets=offsets, outbox=outbox, meta={STATE_KEY: checkpoint.state})
+        log.info(
+            "stage 2: restored its state and %d SFT members from %d changelog records in %.1f s",
+            restored.members,
+            restored.records,
+            time.monotonic() - started,
+        )
+        return db, restored.epoch
+
+    async def _snapshot(self, db: PartitionDB, changelog: ChangelogIO, epoch: int) -> dict[str, Any]:
+        """Write the whole local store to an empty changelog (a store kept before the changelog existed);
+        returns the identity of its checkpoint."""
+        members, pairs = await db.sft_rows()
+        pending = await db.pending()
+        checkpoint = Stage2Checkpoint(
+            epoch=epoch,
+            commit=0,
+            source_id=db.source_id,
+            next_seq=db.next_seq,
+            acked=pending[0].seq - 1 if pending else db.next_seq - 1,
+            offsets=[(topic, part, offset) for (topic, part), offset in sorted((await db.offsets()).items())],
+            state=await db.get_meta(STATE_KEY),
+        )
+        records = commit_records(
+            changelog.name,
+            epoch,
+            {(m[0], m[1]): (m[2], m[3], m[4], m[5]) for m in members},
+            {p[0]: (p[1], p[2], p[3]) for p in pairs},
+            pending,
+            [],
+            checkpoint,
+        )
+        await changelog.write(records)
+        log.info("stage 2: wrote its %d local SFT members to the empty changelog", len(members))
+        return identity(STATE, epoch, 0)
+
+    async def _log_commit(
+        self,
+        db: PartitionDB,
+        changelog: ChangelogIO,
+        staged: list[OutRecord],
+        offsets: dict[tuple[str, int], int],
+        members: dict[tuple[str, str], Member | None],
+        pairs: dict[str, PairText | None],
+    ) -> None:
+        """Write a commit to the changelog (before any of its records is sent)."""
+        acked = self._acked
+        done = [seq for seq in self._logged_outbox if seq <= acked]
+        checkpoint = Stage2Checkpoint(
+            epoch=self._epoch,
+            commit=self._commits,
+            source_id=db.source_id,
+            next_seq=db.next_seq,
+            acked=acked,
+            offsets=[(topic, part, offset) for (topic, part), offset in sorted(offsets.items())],
+            state=self.kept.to_json(),
+        )
+        records = commit_records(changelog.name, self._epoch, members, pairs, staged, done, checkpoint)
+        await changelog.write(records)
+        self._logged_outbox = [seq for seq in self._logged_outbox if seq > acked] + [r.seq for r in staged]
 
     async def forget(self) -> None:
         async with self.lock:
@@ -295,14 +458,17 @@ class Stage2:
             applied += 1
         out: list[OutRecord] = rejected
         dropped: list[str] = []
+        pairs: dict[str, PairText | None] = {}
         if ops:
-            out += await self._apply_sft(db, ops, dropped)
+            out += await self._apply_sft(db, ops, dropped, pairs)
         self.dirty |= touched_classes
         out += self._publishable(time.time())
         if applied or out or fenced:
             # the topic's offsets as far as consumed (the local path consumes none)
             stored = offsets if offsets is not None else self.offsets
-            await self._commit_and_send(db, out, offsets=stored, drop_pairs=dropped)
+            await self._commit_and_send(
+                db, out, offsets=stored, drop_pairs=dropped, members=_member_items(ops), pairs=pairs
+            )
         # else: nothing but repeats (copies of deltas applied from this process): their offsets are kept
         # in memory and stored with the next commit; a re-delivery of repeats is harmless
         if offsets is not None:
@@ -333,17 +499,34 @@ class Stage2:
         *,
         offsets: dict[tuple[str, int], int] | None = None,
         drop_pairs: list[str] | None = None,
+        members: dict[tuple[str, str], Member | None] | None = None,
+        pairs: dict[str, PairText | None] | None = None,
     ) -> None:
-        """Commit the state with ``out`` in the outbox, then queue ``out`` in the producer. A task waits for
-        the broker's acknowledgement, after the previous batch's, so the lock is not held for it; the next
-        commit deletes the outbox rows acknowledged by then."""
+        """Commit the state with ``out`` in the outbox, and write it to the changelog, then queue ``out`` in
+        the producer. A task waits for the broker's acknowledgement, after the previous batch's, so the lock
+        is not held for it; the next commit deletes the outbox rows acknowledged by then.
+
+        ``members`` and ``pairs``: the SFT items this commit changed (None: removed), for the changelog."""
         staged = db.stage(out)
-        await db.commit(
-            offsets=offsets,
-            outbox=staged,
-            meta={"stage2": self.kept.to_json()},
-            drop_pairs=drop_pairs or (),
-            acknowledged=self._acked,
+        meta: dict[str, Any] = {STATE_KEY: self.kept.to_json()}
+        logging_it = None
+        if self.changelog is not None:
+            self._commits += 1
+            meta[CHANGELOG_KEY] = identity(STATE, self._epoch, self._commits)
+            # the whole offsets (a tick's commit stores none of its own)
+            logged = offsets if offsets is not None else self.offsets
+            logging_it = self._log_commit(db, self.changelog, staged, logged, members or {}, pairs or {})
+        # the local commit and the changelog's write overlap: nothing is sent before both are done, and a
+        # takeover that finds the two differ restores from the changelog
+        await asyncio.gather(
+            db.commit(
+                offsets=offsets,
+                outbox=staged,
+                meta=meta,
+                drop_pairs=drop_pairs or (),
+                acknowledged=self._acked,
+            ),
+            *((logging_it,) if logging_it is not None else ()),
         )
         previous = self._delivery
         if previous is not None and previous.done():
@@ -380,8 +563,11 @@ class Stage2:
             self._acked = max(self._acked, upto)
 
     # -- SFT pairs and triggers -------------------------------------------------------------------
-    async def _apply_sft(self, db: PartitionDB, ops: list[SftOp], dropped: list[str]) -> list[OutRecord]:
-        """Apply membership ops in SQLite and publish each pair whose representative changed.
+    async def _apply_sft(
+        self, db: PartitionDB, ops: list[SftOp], dropped: list[str], texts_changed: dict[str, PairText | None]
+    ) -> list[OutRecord]:
+        """Apply membership ops in SQLite and publish each pair whose representative changed; ``dropped``
+        gets the pairs that went, ``texts_changed`` the texts of pairs that appeared (None: went).
 
         Only the touched pairs' newest members are read (indexed), before and after, so the cost is per
         op, not per stored member. Trigger counting sees one change per touched pair, in op order; a pair
@@ -400,12 +586,14 @@ class Stage2:
             changes.append(SftChange(pid, old, rep))
             if rep is None:
                 dropped.append(pid)
+                texts_changed[pid] = None
                 self.kept.sft_count -= 1
                 out.append(OutRecord(self.settings.sft_topic, pid.encode(), None))
                 continue
+            text = texts[pid]
             if old is None:
                 self.kept.sft_count += 1
-            text = texts[pid]
+                texts_changed[pid] = text
             value = SftPair(
                 pair_id=pid,
                 input=text[0],

@@ -408,6 +408,50 @@ class PartitionDB:
         nan = ledger_rows.NULL
         return [tuple(nan if v is None else v for v in row) for row in rows]
 
+    async def sft_rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Every SFT member (pair_id, trace_id, started_at, model, agent, feedback) and every pair's text
+        (pair_id, input, output, query_class), for a snapshot."""
+        members = self.db.execute(
+            "SELECT pair_id, trace_id, started_at, model, agent, feedback FROM sft_members"
+        ).fetchall()
+        pairs = self.db.execute("SELECT pair_id, input, output, query_class FROM sft_pairs").fetchall()
+        return members, pairs
+
+    async def restore_sft(
+        self,
+        members: dict[tuple[str, str], tuple[float, str, str, float] | None],
+        pairs: dict[str, tuple[str, str, str] | None],
+    ) -> None:
+        """Set SFT members and pair texts by key (None removes), in one transaction (a restore's)."""
+        await self._write(len(members) + len(pairs), self._restore_sft, members, pairs)
+
+    def _restore_sft(
+        self,
+        members: dict[tuple[str, str], tuple[float, str, str, float] | None],
+        pairs: dict[str, tuple[str, str, str] | None],
+    ) -> None:
+        if self._db is None:
+            raise StateStoreError(f"state store {self.path} is not open")
+        with transaction(self._writer_db()) as db:
+            execute_rows(
+                db,
+                "DELETE FROM sft_members WHERE (pair_id, trace_id) IN (VALUES ",
+                [key for key, m in members.items() if m is None],
+                ")",
+            )
+            execute_rows(
+                db,
+                "INSERT OR REPLACE INTO sft_members (pair_id, trace_id, started_at, model, agent, feedback) VALUES ",
+                [(*key, *m) for key, m in members.items() if m is not None],
+            )
+            gone = [(p,) for p, t in pairs.items() if t is None]
+            execute_rows(db, "DELETE FROM sft_pairs WHERE pair_id IN (VALUES ", gone, ")")
+            execute_rows(
+                db,
+                "INSERT OR REPLACE INTO sft_pairs (pair_id, input, output, query_class) VALUES ",
+                [(p, *t) for p, t in pairs.items() if t is not None],
+            )
+
     async def adopt(self, source_id: str, next_seq: int) -> None:
         """Continue another store's identity: its source id and outbox numbering (a restore from the
         changelog), so that stage 2 drops what it already applied from this source, whoever sends it."""

@@ -106,6 +106,48 @@ async def test_a_lost_host_is_taken_over_exactly_from_the_changelog(settings: Se
         stop_all(hosts)
 
 
+async def test_the_host_that_merged_the_deltas_is_lost_and_its_tables_go_on(settings: Settings, tmp_path: Path) -> None:
+    """The worker that ran stage 2 is lost with its disk: the other one restores the tables, watermarks, SFT
+    membership and trigger counters from stage 2's changelog, so its tables go on from what was counted
+    (before the changelog they started again from zero) and the routing versions keep rising."""
+    hosts = await two_hosts(settings, tmp_path)
+    try:
+        first = fleet(300, seed=31)
+        await produce(settings, first)
+        view = await wait_for_tables(settings, first, hosts["a"], timeout=90)
+        before = {name: table.version for name, table in view.table.items()}
+        await view.stop()
+
+        lost = next(n for n, w in hosts.items() if owned(w)[1] is True)
+        survivor = hosts["b" if lost == "a" else "a"]
+        hosts[lost].kill()
+        shutil.rmtree(tmp_path / lost)
+
+        second = fleet(200, seed=32, prefix="v")
+        await produce(settings, second)
+        await produce(settings, first[:100])  # a producer's retries
+        final = first + second
+        view = await wait_for_tables(settings, final, survivor, timeout=120)
+        after = {name: table.version for name, table in view.table.items()}
+        await view.stop()
+        assert owned(survivor)[1] is True
+        assert "stage 2: restored its state" in survivor.log()
+        assert all(after[name] > version for name, version in before.items()), (before, after)
+        pairs = await final_sft(settings)
+        assert sorted((p["input"], p["output"], p["model"], p["feedback"]) for p in pairs.values()) == expected_sft(
+            settings, final
+        )
+        triggers = {
+            LearningTrigger.model_validate_json(r.value).cycle_id
+            for r in await read_topic(settings, settings.triggers_topic, idle=0.5)
+        }
+        numbers = sorted(int(c.split("#")[1]) for c in triggers)
+        # every crossing once, numbered on from the lost host's: as many as the distinct pairs make
+        assert numbers == list(range(1, len(expected_sft(settings, final)) // settings.sft_trigger_threshold + 1))
+    finally:
+        stop_all(hosts)
+
+
 async def test_a_paused_worker_whose_partitions_moved_gets_nothing_counted_twice(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import AsyncIterator
-from typing import Any, NamedTuple
+from typing import Any
 
 from streams.settings import Settings
 from streams.worker.changelog import (
@@ -21,39 +20,7 @@ from streams.worker.metrics import WorkerMetrics
 from streams.worker.records import InRecord, OutRecord
 from streams.worker.stage1 import Stage1
 from streams.worker.stage2 import Stage2
-from tests.streams.worker.helpers import Sink, trace_record
-
-
-class Logged(NamedTuple):
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
-    offset: int
-
-
-class MemoryChangelog:
-    """The changelog topic as lists, one per partition (what ChangelogIO does against a broker)."""
-
-    name = "memory changelog"
-
-    def __init__(self) -> None:
-        self.log: dict[int, list[Logged]] = defaultdict(list)
-
-    async def write(self, records: list[OutRecord]) -> list[int]:
-        offsets = []
-        for r in records:
-            assert r.partition is not None, "a changelog record names its partition"
-            part = self.log[r.partition]
-            part.append(Logged(r.key, r.value, r.headers, len(part)))
-            offsets.append(len(part) - 1)
-        return offsets
-
-    async def read(self, partition: int, until: int) -> AsyncIterator[Any]:
-        for record in self.log[partition][:until]:
-            yield record
-
-    async def read_at(self, partition: int, offset: int) -> Any | None:
-        return self.log[partition][offset]
+from tests.streams.worker.helpers import Logged, MemoryChangelog, Sink, trace_record
 
 
 def checkpoint(epoch: int, next_seq: int, acked: int = 0) -> Checkpoint:
@@ -200,7 +167,7 @@ async def test_a_current_local_store_skips_the_restore_and_a_stale_one_does_not(
     restarted = Stage1(home, Sink(), restarted_metrics, changelog=changelog)  # the same host restarts
     await restarted.process([trace_record(settings, 3, "t3")])
     await restarted.close()
-    assert restarted_metrics.restored._value.get() == 0
+    assert restarted_metrics.restored.labels("stage1")._value.get() == 0
     # the partition spends a while on another host: this host's copy is stale when it comes back
     away = Stage1(settings_for(settings, "away"), Sink(), WorkerMetrics(), changelog=changelog)
     await away.process([trace_record(settings, 4, "t4")])
@@ -209,7 +176,7 @@ async def test_a_current_local_store_skips_the_restore_and_a_stale_one_does_not(
     back = Stage1(home, Sink(), back_metrics, changelog=changelog)
     await back.process([trace_record(settings, 5, "t5")])
     await back.close()
-    assert back_metrics.restored._value.get() == 5  # t0-t4, from the changelog
+    assert back_metrics.restored.labels("stage1")._value.get() == 5  # t0-t4, from the changelog
     assert set((await back_ledger(home)).keys()) == {f"t{i}" for i in range(6)}
 
 
