@@ -149,6 +149,11 @@ class ModelStats(_Contract):
     decayed_mean_feedback: float | None = None
     decayed_mean_reward: float | None = None
     score: float | None = None
+    # what a bandit router needs (docs/routing.md): the spread of the feedback, and the decayed number of
+    # rated traces at event time t as ``2 ** (decayed_feedback_level - t / half_life_seconds)``
+    feedback_sd: float | None = None
+    decayed_feedback_level: float | None = None
+    decayed_feedback_sd: float | None = None
 
 
 class RoutingTableUpdate(_Contract):
@@ -164,6 +169,8 @@ class RoutingTableUpdate(_Contract):
     version: NonNegInt
     classifier_version: str
     updated_at: Timestamp
+    # the decay of the decayed figures (None: no decay)
+    half_life_seconds: float | None = None
 
 
 class SftPair(_Contract):

@@ -16,6 +16,7 @@ an empty name is never the best (a router cannot route to it).
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from learning.errors import ConfigError
@@ -69,6 +70,8 @@ def best_model(state: ClassState, rule: str, min_samples: int) -> str | None:
 
 def model_stats(stats: RouteStats, rule: str, min_samples: int, *, half_life: float | None, now: float) -> ModelStats:
     """The public figures of one model (what a RoutingTableUpdate carries)."""
+    # an accumulator retracted to float residue is empty
+    decayed = bool(half_life) and stats.decayed_feedback.mean is not None
     return ModelStats(
         count=stats.count,
         feedback_count=stats.feedback.n,
@@ -81,4 +84,11 @@ def model_stats(stats: RouteStats, rule: str, min_samples: int, *, half_life: fl
         decayed_mean_feedback=stats.decayed_feedback.mean if half_life else None,
         decayed_mean_reward=stats.decayed_reward.mean if half_life else None,
         score=score_of(stats, rule, min_samples),
+        feedback_sd=_sd(stats.feedback.variance),
+        decayed_feedback_level=stats.decayed_feedback.level(half_life) if half_life and decayed else None,
+        decayed_feedback_sd=_sd(stats.decayed_feedback.variance) if decayed else None,
     )
+
+
+def _sd(variance: float | None) -> float | None:
+    return math.sqrt(variance) if variance is not None else None

@@ -31,4 +31,5 @@ def routing_update(
         version=version,
         classifier_version=CLASSIFIER_VERSION,
         updated_at=now,
+        half_life_seconds=half_life or None,
     )

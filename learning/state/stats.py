@@ -120,6 +120,22 @@ class DecayedMoments:
         # Retraction leaves float residue; a weight this small is an empty accumulator.
         return self.wx / self.w if self.w > 1e-9 else None
 
+    @property
+    def variance(self) -> float | None:
+        """Weighted variance about the decayed mean (anchor-free, like the mean)."""
+        mean = self.mean
+        if mean is None:
+            return None
+        return max(0.0, self.wx2 / self.w - mean * mean)
+
+    def level(self, half_life: float) -> float:
+        """``log2(weight) + anchor / half_life``: the weight at time t is ``2 ** (level - t / half_life)``.
+
+        Unlike the anchor and the weight, which depend on the order the observations came in, the level
+        is a property of the observations alone (up to float rounding), and needs no clock to publish.
+        """
+        return math.log2(self.w) + self.anchor / half_life
+
     def weight_at(self, now: float, half_life: float) -> float:
         """Effective (decayed) number of samples as seen at time ``now``."""
         if self.w <= 1e-9:

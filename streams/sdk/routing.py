@@ -1,6 +1,5 @@
 """Routing with what was learned: ``RoutingTableView`` follows the compacted routing topic from its
-beginning; ``LearnedRouter`` routes with it and falls back to ``HeuristicRouter`` where a class has no
-learned best model yet.
+beginning; ``LearnedRouter`` (:mod:`learning.routing.learned`) routes with it.
 """
 
 from __future__ import annotations
@@ -15,11 +14,8 @@ from types import MappingProxyType
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from learning.classifier import CLASSIFIER_VERSION, classify_query
 from learning.models import RoutingTableUpdate
-from learning.routing.heuristic import HeuristicRouter
-from learning.routing.policy import RouterPolicy
-from learning.types import RoutingContext
+from learning.routing.learned import LearnedRouter, RouteChoice
 from streams.kafka.client import client_kwargs, seek_to_start, topic_partitions
 from streams.kafka.topics import for_broker
 from streams.sdk.connection import client_settings
@@ -127,27 +123,4 @@ class RoutingTableView:
         await self.stop()
 
 
-class LearnedRouter(RouterPolicy):
-    """Routes each query to its class's learned best model, else to the heuristic fallback."""
-
-    def __init__(
-        self,
-        view: RoutingTableView,
-        *,
-        fallback: HeuristicRouter | None = None,
-        available_models: list[str] | None = None,
-    ) -> None:
-        self.view = view
-        self.available_models = list(available_models or [])
-        self.fallback = fallback or HeuristicRouter(self.available_models)
-
-    def select_model(self, context: RoutingContext) -> str:
-        update = self.view.get(classify_query(context.query))
-        if (
-            update is not None
-            and update.best_model
-            and update.classifier_version == CLASSIFIER_VERSION
-            and (not self.available_models or update.best_model in self.available_models)
-        ):
-            return update.best_model
-        return self.fallback.select_model(context)
+__all__ = ["LearnedRouter", "RouteChoice", "RoutingTableView"]

@@ -71,7 +71,7 @@ async def test_the_router_follows_the_routing_topic(settings: Settings) -> None:
         # published before the view starts: it reads the topic from its beginning
         await publish("math", make_routing_update("math", "qwen3:8b", version=2))
         async with RoutingTableView(settings) as view:
-            router = LearnedRouter(view, available_models=models)
+            router = LearnedRouter(view, available_models=models, rule="greedy")
             assert await view.wait_for(lambda table: "math" in table, 20)
             assert router.select_model(math) == "qwen3:8b"
             # a newer version moves the route; an older one arriving late does not move it back

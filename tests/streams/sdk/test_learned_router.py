@@ -1,4 +1,5 @@
-"""LearnedRouter's choice over a routing table, without a broker (the view is any object with ``get``)."""
+"""LearnedRouter's greedy choice over a routing table, without a broker (the view is any object with ``get``);
+the Thompson rule is tested in tests/learning/routing/test_bandit.py."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def route(router: LearnedRouter, query: str) -> str:
 
 def test_the_learned_best_model_of_the_querys_class_wins():
     view = StubView(make_routing_update("math", "qwen3:8b"))
-    router = LearnedRouter(view, available_models=MODELS)  # type: ignore[arg-type]
+    router = LearnedRouter(view, available_models=MODELS, rule="greedy")  # type: ignore[arg-type]
     heuristic = HeuristicRouter(MODELS)
     assert route(router, "solve 12 * 7") == "qwen3:8b"
     assert heuristic.select_model(build_routing_context("solve 12 * 7")) != "qwen3:8b"  # so the table decided
@@ -39,11 +40,20 @@ def test_the_heuristic_routes_where_nothing_was_learned():
         make_routing_update("code", "qwen3:8b", classifier="0"),
         make_routing_update("general", "gpt-9"),  # a model this agent cannot call
     )
-    router = LearnedRouter(view, available_models=MODELS)  # type: ignore[arg-type]
+    router = LearnedRouter(view, available_models=MODELS, rule="greedy")  # type: ignore[arg-type]
     for query in ["solve 12 * 7", "def f(): pass", "explain the history of the roman empire in detail please", "hi"]:
         assert route(router, query) == heuristic.select_model(build_routing_context(query)), query
 
 
 def test_without_a_model_list_any_learned_model_is_taken():
-    router = LearnedRouter(StubView(make_routing_update("general", "gpt-9")))  # type: ignore[arg-type]
+    router = LearnedRouter(StubView(make_routing_update("general", "gpt-9")), rule="greedy")  # type: ignore[arg-type]
     assert route(router, "explain the history of the roman empire in detail please") == "gpt-9"
+
+
+def test_an_unknown_rule_is_refused():
+    import pytest
+
+    from learning.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="thompson, greedy"):
+        LearnedRouter(StubView(), rule="best")  # type: ignore[arg-type]
