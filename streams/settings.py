@@ -97,7 +97,10 @@ class Settings(BaseSettings):
     min_samples: int = Field(default=5, ge=1, description="rated traces a model needs before it can be a class's best")
     ranking_rule: str = Field(default="lcb", description="lcb, mean or decayed (decayed needs a half-life)")
     half_life_seconds: float | None = Field(
-        default=None, gt=0, description="event-time half-life of the decayed figures; unset = none"
+        default=30.0,
+        gt=0,
+        description="event-time half-life of the decayed figures, which routers compare with the long-run ones "
+        "to notice a model that changed (docs/routing.md); empty = none",
     )
     feedback_window_seconds: float = Field(
         default=7 * 24 * 3600.0, gt=0, description="how long a trace's late feedback still counts"
@@ -130,6 +133,14 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value.strip() or None if value is not None else None
+
+    @field_validator("half_life_seconds", mode="before")
+    @classmethod
+    def _no_half_life(cls, value: object) -> object:
+        # the environment cannot hold a None: an empty value (or "none") turns the decay off
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        return value
 
     @field_validator("trainer_config")
     @classmethod

@@ -7,17 +7,17 @@ shape; the fixed-point figures of a shape are summed at the end by C-level passe
 (``map``/``sum``), which cost a fraction of updating eleven running sums per contribution in Python
 (that was a fifth of stage 1's event-loop time). Every exact figure is an integer
 sum of the same per-contribution integers, so the result equals adding the contributions one by one (the
-tests check it). The decayed figures are float sums whose value depends on the order of additions; with
-a half-life the accumulator therefore adds each contribution to the tables directly, in arrival order.
+tests check it). The decayed figures (with a half-life) are float sums, summed per shape the same way
+around one anchor; like any float sum they equal adding one by one up to rounding.
 """
 
 from __future__ import annotations
 
 from itertools import compress, repeat
-from operator import itemgetter, mul
+from operator import itemgetter, mul, sub, truediv
 
 from learning.state.contribution import Contribution, SignedSum
-from learning.state.stats import FIXED_ONE, Moments
+from learning.state.stats import FIXED_ONE, DecayedMoments, Moments
 from learning.state.tables import AgentStats, ClassState, LearningState, RouteStats, ToolStats
 
 Shape = tuple[str, str, str, tuple[str, ...], int]
@@ -28,6 +28,7 @@ _feedback = itemgetter(5)
 _outcome = itemgetter(6)
 _reward = itemgetter(7)
 _qualifies = itemgetter(10)
+_started = itemgetter(4)
 
 # positions in a shape's sums
 _N, _OK, _RS, _RQ, _FN, _FS, _FQ, _QN, _QS, _QQ = range(10)
@@ -69,12 +70,8 @@ class DeltaAccumulator(SignedSum):
         # per shape: the contributions added and those retracted (a sign of k files one k times)
         self._added: dict[Shape, list[Contribution]] = {}
         self._retracted: dict[Shape, list[Contribution]] = {}
-        self._direct = LearningState(half_life=half_life) if half_life else None
 
     def add(self, c: Contribution, sign: int = 1) -> None:
-        if self._direct is not None:
-            self._direct.add(c, sign)
-            return
         groups = self._added if sign > 0 else self._retracted
         shape = _shape(c)
         items = groups.get(shape)
@@ -86,8 +83,6 @@ class DeltaAccumulator(SignedSum):
             items.extend(repeat(c, abs(sign)))
 
     def to_state(self) -> LearningState:
-        if self._direct is not None:
-            return self._direct
         state = LearningState(half_life=self.half_life)
         shapes = dict.fromkeys([*self._added, *self._retracted])
         for shape in shapes:
@@ -108,6 +103,8 @@ class DeltaAccumulator(SignedSum):
             _sum_into(route.reward, n, v[_RS], v[_RQ])
             _sum_into(route.feedback, v[_FN], v[_FS], v[_FQ])
             _sum_into(route.quality, v[_QN], v[_QS], v[_QQ])
+            if self.half_life:
+                self._decay_into(route, shape)
             who = cls.agents.setdefault(agent, AgentStats())
             who.count += n
             who.successes += ok
@@ -122,6 +119,29 @@ class DeltaAccumulator(SignedSum):
                 used.feedback_sum += v[_FS]
         _prune(state)
         return state
+
+    def _decay_into(self, route: RouteStats, shape: Shape) -> None:
+        half_life = self.half_life
+        assert half_life
+        for items, sign in ((self._added.get(shape, []), 1.0), (self._retracted.get(shape, []), -1.0)):
+            if not items:
+                continue
+            times = list(map(_started, items))
+            route.decayed_reward.merge(_decayed(times, list(map(_reward, items)), half_life, sign), half_life)
+            rated = [(t, fb) for t, fb in zip(times, map(_feedback, items), strict=True) if fb is not None]
+            if rated:
+                t_rated, fb = zip(*rated, strict=True)
+                route.decayed_feedback.merge(_decayed(list(t_rated), list(fb), half_life, sign), half_life)
+
+
+def _decayed(times: list[float], values: list[float], half_life: float, sign: float) -> DecayedMoments:
+    """The decayed moments of ``values`` observed at ``times``, anchored at the newest, times ``sign``."""
+    anchor = max(times)
+    weights = list(map(pow, repeat(2.0), map(truediv, map(sub, times, repeat(anchor)), repeat(half_life))))
+    w = sum(weights)
+    wx = sum(map(mul, weights, values))
+    wx2 = sum(map(mul, map(mul, weights, values), values))
+    return DecayedMoments(anchor, sign * w, sign * wx, sign * wx2)
 
 
 def _sum_into(moments: Moments, n: int, s: int, q: int) -> None:

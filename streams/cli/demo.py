@@ -1,10 +1,11 @@
 """``tracelearn demo``: the embedded broker, a worker and a synthetic agent fleet with a known truth.
 
-The fleet routes queries to four models at random (pure exploration), so the only way the routing table
-can find each class's best model is by learning it from feedback. A third of the traces arrive without
-feedback and get it one to three seconds later; a few are malformed and land in the dead-letter topic.
-Part-way through, the "general" class drifts (a bad deploy of mid-8b), and with a half-life the table
-follows it.
+The fleet routes its queries with ``LearnedRouter`` over the table the worker publishes from the fleet's
+own traces: the loop is closed, as in production, and the router's exploration (shown per class) is
+how the table finds each class's best model. ``--open-loop`` routes at random instead (every model gets
+a quarter of the traffic). A third of the traces arrive without feedback and get it one to three seconds
+later; a few are malformed and land in the dead-letter topic. Part-way through, the "general" class
+drifts (a bad deploy of mid-8b), and the router follows it.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from learning.classifier import build_routing_context
 from learning.models import Trace, TraceStep, new_trace_id
+from learning.routing.heuristic import HeuristicRouter
 from learning.types import StepType
 from streams.cli.routes import format_table
-from streams.sdk import RoutingTableView, TraceProducer
+from streams.sdk import LearnedRouter, RoutingTableView, TraceProducer
 from streams.settings import Settings
 from streams.worker.service import prepare_topics, start_embedded_broker
 
@@ -59,7 +62,7 @@ def make_query(cls: str, rng: random.Random) -> str:
     return f"Write a short friendly paragraph about {topic} for my newsletter, issue {n}."
 
 
-def make_trace(cls: str, model: str, rng: random.Random, drifted: bool, now: float) -> Trace:
+def make_trace(cls: str, model: str, rng: random.Random, drifted: bool, now: float, *, query: str = "") -> Trace:
     quality = (DRIFTED_GENERAL if drifted and cls == "general" else QUALITY[cls])[model]
     feedback = min(1.0, max(0.0, rng.gauss(quality, 0.12)))
     size = MODELS[model]
@@ -68,7 +71,7 @@ def make_trace(cls: str, model: str, rng: random.Random, drifted: bool, now: flo
     tools = rng.sample(["calculator", "web_search", "code_interpreter", "think"], rng.randint(0, 2))
     return Trace(
         trace_id=new_trace_id(),
-        query=make_query(cls, rng),
+        query=query or make_query(cls, rng),
         agent=rng.choice(["assistant", "researcher"]),
         model=model,
         engine="vllm",
@@ -100,13 +103,29 @@ def _worker_env(settings: Settings) -> dict[str, str]:
 
 
 async def _fleet(
-    settings: Settings, duration: float, rate: float, drift_at: float, seed: int, alive: Callable[[], bool]
+    settings: Settings,
+    duration: float,
+    rate: float,
+    drift_at: float,
+    seed: int,
+    alive: Callable[[], bool],
+    open_loop: bool = False,
 ) -> int:
     rng = random.Random(seed)
     classes = list(QUALITY)
     sent = invalid = 0
     late: list[tuple[float, str, float]] = []
     async with TraceProducer(settings) as producer, RoutingTableView(settings) as view:
+        fallback = HeuristicRouter(list(MODELS), default_model="mid-8b", model_sizes=MODELS)
+        router = LearnedRouter(view, available_models=list(MODELS), fallback=fallback, seed=seed)
+
+        def route(query: str) -> str:
+            return rng.choice(list(MODELS)) if open_loop else router.select_model(build_routing_context(query))
+
+        def shown(expected: dict[str, str]) -> str:
+            exploring = None if open_loop else {c: router.exploration_share(c) for c in classes}
+            return format_table(view.table, expected, exploring)
+
         started = time.monotonic()
         next_print = started + 3
         drift_announced = False
@@ -119,7 +138,8 @@ async def _fleet(
                 print("\n*** drift: mid-8b got worse at 'general' queries; big-70b is now the best there ***\n")
             for _ in range(max(1, int(rate / 20))):
                 cls = rng.choice(classes)
-                trace = make_trace(cls, rng.choice(list(MODELS)), rng, drifted, time.time())
+                query = make_query(cls, rng)
+                trace = make_trace(cls, route(query), rng, drifted, time.time(), query=query)
                 if rng.random() < 0.33:  # feedback arrives later
                     late.append((now + rng.uniform(1, 3), trace.trace_id, trace.feedback or 0.0))
                     trace = trace.model_copy(update={"feedback": None})
@@ -135,7 +155,7 @@ async def _fleet(
             if now >= next_print:
                 next_print = now + 3
                 print(f"\n[{now - started:5.1f}s] traces sent: {sent}, malformed: {invalid}")
-                print(format_table(view.table, truth(drifted)), flush=True)
+                print(shown(truth(drifted)), flush=True)
             await asyncio.sleep(0.05)
         for _, trace_id, score in late:
             await producer.send_feedback(trace_id, score)
@@ -143,13 +163,15 @@ async def _fleet(
         expected = truth(True)
         await view.wait_for(lambda t: all(t.get(c) and t[c].best_model == m for c, m in expected.items()), 15)
         print(f"\n[final] traces sent: {sent}, malformed (dead-lettered): {invalid}")
-        print(format_table(view.table, expected))
+        print(shown(expected))
         hits = sum(1 for c, m in expected.items() if (u := view.get(c)) is not None and u.best_model == m)
         print(f"\n{hits}/{len(expected)} classes route to their true best model.")
     return hits
 
 
-def run_demo(settings: Settings, *, duration: float, rate: float, drift_at: float, seed: int) -> int:
+def run_demo(
+    settings: Settings, *, duration: float, rate: float, drift_at: float, seed: int, open_loop: bool = False
+) -> int:
     broker = None
     settings = settings.model_copy(update={"state_dir": Path(".tracelearn/demo-state")})
     if not settings.bootstrap_servers:
@@ -168,7 +190,7 @@ def run_demo(settings: Settings, *, duration: float, rate: float, drift_at: floa
     print(f"tracelearn demo: worker pid {worker.pid} (log {log_path}); metrics at {metrics_url}")
     print(f"tracelearn demo: {rate:.0f} traces/s for {duration:.0f} s; routing table every 3 s\n")
     try:
-        asyncio.run(_fleet(settings, duration, rate, drift_at, seed, lambda: worker.poll() is None))
+        asyncio.run(_fleet(settings, duration, rate, drift_at, seed, lambda: worker.poll() is None, open_loop))
         try:
             with urllib.request.urlopen(metrics_url, timeout=5) as response:
                 lines = response.read().decode().splitlines()

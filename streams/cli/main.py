@@ -95,7 +95,40 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.cli.demo import run_demo
 
-    return run_demo(_settings(args), duration=args.duration, rate=args.rate, drift_at=args.drift_at, seed=args.seed)
+    return run_demo(
+        _settings(args),
+        duration=args.duration,
+        rate=args.rate,
+        drift_at=args.drift_at,
+        seed=args.seed,
+        open_loop=args.open_loop,
+    )
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from learning.simulation.scenario import DEFAULT_SCENARIO, load
+    from streams.cli.simulate import simulate
+
+    if args.print_scenario:
+        print(DEFAULT_SCENARIO, end="")
+        return 0
+    scenario = load(Path(args.scenario) if args.scenario else None)
+    if args.queries:
+        from dataclasses import replace
+
+        scenario = replace(scenario, queries_per_class=args.queries)
+    simulate(
+        scenario,
+        _settings(args),
+        policies=[p.strip() for p in args.policies.split(",") if p.strip()],
+        offline=args.offline,
+        round_size=args.round_size,
+        chart_path=None if args.chart == "-" else Path(args.chart),
+        workdir=Path(args.workdir),
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,7 +175,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=400.0, help="traces per second")
     p.add_argument("--drift-at", type=float, default=0.6, help="fraction of the run after which 'general' drifts")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--open-loop", action="store_true", help="route at random instead of with LearnedRouter")
     p.set_defaults(func=cmd_demo)
+
+    p = with_kafka(
+        sub.add_parser("simulate", help="closed-loop routing: a synthetic fleet routes with LearnedRouter, scored")
+    )
+    p.add_argument("--scenario", help="a TOML scenario (default: the built-in one; see --print-scenario)")
+    p.add_argument("--print-scenario", action="store_true", help="print the built-in scenario and exit")
+    p.add_argument(
+        "--policies", default="thompson,greedy,reference", help="comma-separated: thompson, greedy, reference"
+    )
+    p.add_argument("--offline", action="store_true", help="build the tables in this process (no broker, no worker)")
+    p.add_argument("--round-size", type=int, default=5, help="queries of each class between two table refreshes")
+    p.add_argument("--queries", type=int, help="queries of each class (default: the scenario's)")
+    p.add_argument("--chart", default="simulate.png", help="the PNG of regret over time ('-': none)")
+    p.add_argument("--workdir", default=".tracelearn/simulate", help="worker logs and state")
+    p.set_defaults(func=cmd_simulate)
 
     from streams.cli.trainer import add_trainer_commands
 

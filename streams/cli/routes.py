@@ -10,10 +10,20 @@ from streams.sdk import RoutingTableView
 from streams.settings import Settings
 
 
-def format_table(table: Mapping[str, RoutingTableUpdate], expected: Mapping[str, str] | None = None) -> str:
-    header = f"{'class':<8} {'best model':<12} {'samples':>8} {'ver':>5}  per-model mean feedback (n)"
+def format_table(
+    table: Mapping[str, RoutingTableUpdate],
+    expected: Mapping[str, str] | None = None,
+    exploring: Mapping[str, float] | None = None,
+) -> str:
+    """The table as text; ``expected``: each class's true best model, ``exploring``: a router's recent
+    share of exploring decisions per class."""
+    header = f"{'class':<8} {'best model':<12} "
     if expected is not None:
-        header = f"{'class':<8} {'best model':<12} {'truth':<12} {'samples':>8} {'ver':>5}  per-model mean feedback (n)"
+        header += f"{'truth':<12} "
+    header += f"{'samples':>8} {'ver':>5}  "
+    if exploring is not None:
+        header += f"{'exploring':>9}  "
+    header += "per-model mean feedback (n)"
     lines = [header, "-" * len(header)]
     for name in sorted(table):
         u = table[name]
@@ -21,13 +31,14 @@ def format_table(table: Mapping[str, RoutingTableUpdate], expected: Mapping[str,
             f"{m}={s.mean_feedback:.2f}({s.feedback_count})" if s.mean_feedback is not None else f"{m}=-"
             for m, s in sorted(u.models.items(), key=lambda kv: -(kv[1].mean_feedback or 0))
         )
-        best = u.best_model or "(learning)"
+        line = f"{name:<8} {u.best_model or '(learning)':<12} "
         if expected is not None:
             truth = expected.get(name, "?")
-            mark = "ok" if u.best_model == truth else ".."
-            lines.append(f"{name:<8} {best:<12} {truth:<9} {mark:<2} {u.sample_count:>8} {u.version:>5}  {models}")
-        else:
-            lines.append(f"{name:<8} {best:<12} {u.sample_count:>8} {u.version:>5}  {models}")
+            line += f"{truth:<9} {'ok' if u.best_model == truth else '..':<2} "
+        line += f"{u.sample_count:>8} {u.version:>5}  "
+        if exploring is not None:
+            line += f"{exploring.get(name, 0.0):>9.0%}  "
+        lines.append(line + models)
     if not table:
         lines.append("(no routing updates yet)")
     return "\n".join(lines)

@@ -65,18 +65,36 @@ async def produce(settings: Settings, traces: list[Trace]) -> None:
 
 
 def expected_tables(settings: Settings, traces: list[Trace]) -> dict[str, dict]:
-    state = mine(traces, min_quality=settings.min_quality).state
+    half_life = settings.half_life_seconds
+    state = mine(traces, min_quality=settings.min_quality, half_life=half_life).state
     out = {}
     for name, cls in state.classes.items():
         update = routing_update(
-            name, cls, rule=settings.ranking_rule, min_samples=settings.min_samples, version=0, half_life=None, now=0
+            name,
+            cls,
+            rule=settings.ranking_rule,
+            min_samples=settings.min_samples,
+            version=0,
+            half_life=half_life,
+            now=0,
         )
-        out[name] = update.model_dump(exclude={"version", "updated_at"})
+        out[name] = comparable(update)
     return out
 
 
+def comparable(update: RoutingTableUpdate) -> dict:
+    """The update without what moves with the clock, and with its decayed figures (float sums, whose last
+    digits depend on the order the traces were summed in) rounded."""
+    data = update.model_dump(exclude={"version": True, "updated_at": True, "models": {"__all__": {"decayed_count"}}})
+    for stats in data["models"].values():
+        for key in ("decayed_mean_feedback", "decayed_mean_reward", "decayed_feedback_sd", "decayed_feedback_level"):
+            if stats[key] is not None:
+                stats[key] = round(stats[key], 6)
+    return data
+
+
 def published_tables(view: RoutingTableView) -> dict[str, dict]:
-    return {n: u.model_dump(exclude={"version", "updated_at"}) for n, u in view.table.items()}
+    return {n: comparable(u) for n, u in view.table.items()}
 
 
 async def wait_for_tables(
@@ -99,7 +117,7 @@ async def wait_for_tables(
 
 
 def published_tables_of(table) -> dict[str, dict]:
-    return {n: u.model_dump(exclude={"version", "updated_at"}) for n, u in table.items()}
+    return {n: comparable(u) for n, u in table.items()}
 
 
 async def final_sft(settings: Settings) -> dict[str, dict]:

@@ -1,7 +1,9 @@
-"""DeltaAccumulator must equal adding the same contributions one by one, exactly."""
+"""DeltaAccumulator must equal adding the same contributions one by one: exactly, but for the decayed float
+sums, which are equal up to rounding."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,8 +50,27 @@ def test_accumulator_equals_one_by_one(steps, half_life):
         one_by_one.add(c, sign)
         acc.add(c, sign)
     summed = acc.to_state()
-    assert summed.to_json() == one_by_one.to_json()
-    assert summed == one_by_one
+    assert exact(summed) == exact(one_by_one)
+    if half_life is None:
+        assert summed == one_by_one
+        return
+    for name, cls in one_by_one.classes.items():
+        for model, want in cls.models.items():
+            got = summed.classes[name].models[model]
+            for a, b in ((got.decayed_feedback, want.decayed_feedback), (got.decayed_reward, want.decayed_reward)):
+                assert a.weight_at(400, half_life) == pytest.approx(b.weight_at(400, half_life), rel=1e-9, abs=1e-9)
+                if b.w > 1e-6:
+                    assert a.mean == pytest.approx(b.mean, rel=1e-9, abs=1e-9)
+
+
+def exact(state: LearningState) -> dict:
+    """The state's JSON without its decayed figures."""
+    data = state.to_json()
+    for cls in data["classes"].values():
+        for route in cls["models"].values():
+            route.pop("df")
+            route.pop("dr")
+    return data
 
 
 def test_retracting_everything_leaves_an_empty_state():

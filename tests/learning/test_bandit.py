@@ -102,22 +102,45 @@ def test_a_model_that_looks_better_on_little_evidence_is_tried_until_it_is_the_b
     assert Counter(picks[-100:])["b"] > 80  # the better model took over
 
 
-def test_decayed_evidence_fades_with_event_time():
-    faded = ModelStats(
-        count=100,
-        feedback_count=100,
-        mean_feedback=0.9,
+def table_stats(mean: float, recent_mean: float, recent_n_at_1000: float, n: int = 400) -> ModelStats:
+    return ModelStats(
+        count=n,
+        feedback_count=n,
+        mean_feedback=mean,
         mean_reward=None,
         success_rate=None,
         quality_count=0,
         quality_mean_feedback=None,
-        decayed_mean_feedback=0.9,
-        decayed_feedback_sd=0.1,
-        decayed_feedback_level=math.log2(100) + 1000 / 60,  # 100 rated traces at t = 1000
+        feedback_sd=0.15,
+        decayed_mean_feedback=recent_mean,
+        decayed_feedback_sd=0.15,
+        decayed_feedback_level=math.log2(recent_n_at_1000) + 1000 / 60,
     )
-    assert evidence(faded, 60, 1000).n == pytest.approx(100)
-    assert evidence(faded, 60, 1000 + 600).n == pytest.approx(100 / 1024)
-    assert evidence(faded, None, 1600).n == 100  # without a half-life, the plain counts
+
+
+def test_a_recent_change_replaces_the_long_run_evidence_and_noise_does_not():
+    sampler = ThompsonSampler()
+
+    def seen(stats: ModelStats, half_life: float | None, now: float) -> tuple[float, float, float | None]:
+        return tuple(sampler._evidence("c", "a", stats, half_life, now))  # type: ignore[return-value]
+
+    # a wobble within the noise is not a change
+    assert seen(table_stats(0.9, 0.87, 20), 60, 1000) == (400, 0.9, 0.15)
+    # the last 20 (decayed) rated traces average 0.6 where 400 averaged 0.9: the model changed
+    assert seen(table_stats(0.9, 0.6, 20), 60, 1000) == (BanditConfig().max_evidence, 0.6, 0.15)
+    # ten half-lives later its recent traces have faded, but the router remembers what they said
+    assert seen(table_stats(0.9, 0.6, 20), 60, 1600) == (2.0, 0.6, 0.15)
+    # once enough recent traces agree with the long run again, the memory goes
+    assert seen(table_stats(0.9, 0.9, 20), 60, 1000) == (400, 0.9, 0.15)
+    assert seen(table_stats(0.9, 0.6, 20), 60, 1600) == (400, 0.9, 0.15)
+    # without a half-life, the long-run figures
+    assert evidence(table_stats(0.9, 0.6, 20), None, 1000) == ((400, 0.9, 0.15), None)
+
+
+def test_a_degraded_best_model_loses_its_traffic():
+    models = {"a": table_stats(0.9, 0.55, 20), "b": stats(40, 0.8)}
+    counts = decide(ThompsonSampler(seed=6), models, 500, half_life=60, now=1000)
+    assert counts["b"] > 400, counts
 
 
 def test_bad_settings_are_refused():

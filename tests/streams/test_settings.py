@@ -26,10 +26,11 @@ def test_bad_settings_are_named():
     with pytest.raises(ValidationError, match="ranking rule"):
         Settings(ranking_rule="nope")
     with pytest.raises(ValidationError, match="half-life"):
-        Settings(ranking_rule="decayed")
+        Settings(ranking_rule="decayed", half_life_seconds="")
     with pytest.raises(ValidationError, match="sasl_mechanism"):
         Settings(sasl_mechanism="PLAIN")
     assert Settings(bootstrap_servers="  ").bootstrap_servers is None
+    assert Settings(half_life_seconds="none").half_life_seconds is None
 
 
 def test_schema_command_prints_every_contract(capsys):
