@@ -99,6 +99,8 @@ def start_worker(
     for name, value in settings.model_dump(exclude_none=True).items():
         env[f"TRACELEARN_{name.upper()}"] = str(value)
     env["TRACELEARN_STATE_DIR"] = str(state_dir)
+    if settings.half_life_seconds is None:
+        env["TRACELEARN_HALF_LIFE_SECONDS"] = ""  # off: the default is on
     return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker", "--loglevel", loglevel],
         cwd=root,
@@ -288,11 +290,18 @@ def extra_drains(
 
 def changelog_pairs(bootstrap: str, traces: int, pairs: int, tmp: Path) -> str:
     """``pairs`` pairs of drains, the changelogs off then on, alternating: what the changelog costs."""
+    return setting_pairs(bootstrap, traces, pairs, tmp, "changelog", False, True, first=100)
+
+
+def setting_pairs(
+    bootstrap: str, traces: int, pairs: int, tmp: Path, name: str, off_value: Any, on_value: Any, *, first: int
+) -> str:
+    """``pairs`` pairs of drains with setting ``name`` off then on, alternating: what it costs."""
     off: list[tuple[float, float]] = []
     on: list[tuple[float, float]] = []
     for k in range(pairs):
-        off += extra_drains(bootstrap, traces, 1, tmp, first=100 + 2 * k, changelog=False)[0]
-        on += extra_drains(bootstrap, traces, 1, tmp, first=101 + 2 * k, changelog=True)[0]
+        off += extra_drains(bootstrap, traces, 1, tmp, first=first + 2 * k, **{name: off_value})[0]
+        on += extra_drains(bootstrap, traces, 1, tmp, first=first + 1 + 2 * k, **{name: on_value})[0]
     med_off = statistics.median(r for r, _ in off)
     med_on = statistics.median(r for r, _ in on)
     each = " / ".join(f"{a:,.0f} vs {b:,.0f}" for (a, _), (b, _) in zip(off, on, strict=True))
@@ -345,6 +354,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument(
         "--throughput-only", action="store_true", help="only the pre-load, raw consume and full-pipeline drains"
+    )
+    parser.add_argument(
+        "--half-life-pairs",
+        type=int,
+        default=0,
+        help="also this many pairs of drains with the decayed figures off and on, alternating",
     )
     parser.add_argument(
         "--changelog-pairs",
@@ -413,6 +428,11 @@ def main() -> None:
         if args.changelog_pairs:
             row = changelog_pairs(bs, args.traces, args.changelog_pairs, Path(tmp))
             rows.append(("full pipeline, changelogs off / on", row))
+        if args.half_life_pairs:
+            row = setting_pairs(
+                bs, args.traces, args.half_life_pairs, Path(tmp), "half_life_seconds", None, 30.0, first=200
+            )
+            rows.append(("full pipeline, decayed figures off / on (half-life 30 s)", row))
         # while no worker runs: an idle worker's fetches would count too
         speeds["before the last drain"] = asyncio.run(speed.measure())
         print("full pipeline ...", flush=True)

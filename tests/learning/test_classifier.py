@@ -7,9 +7,12 @@ from learning.classifier import (
     _ARITHMETIC,
     _CODE_RULES,
     _DIGIT,
+    _DIGIT_RULES,
+    _MATH_DIGIT_GUARDS,
     _MATH_GUARDS,
     _MATH_WORDS,
     _RULES_BY_CHAR,
+    _RULES_BY_FIRST_WORD,
     _UNGUARDED_RULES,
     CLASSIFIER_VERSION,
     QUERY_CLASSES,
@@ -110,6 +113,21 @@ _PIECES = [
     "name",
     "_a",
     "$",
+    # first words of a line, which the line-start rules are looked up by
+    "select",
+    " * from t",
+    "try:",
+    "git",
+    " -x",
+    "|",
+    "sudo",
+    "import",
+    "\r",
+    "\t",
+    "%",
+    "^2",
+    "how many ways",
+    "root",
 ]
 
 
@@ -123,7 +141,14 @@ def test_guards_never_change_the_answer(query):
     assert _has_code(query, lowered) == expected_code
     expected_math = bool(
         (any(w in lowered for w in _MATH_GUARDS) and _MATH_WORDS.search(query))
-        or (_DIGIT.search(query) and _ARITHMETIC.search(query))
+        or (
+            _DIGIT.search(query)
+            and (
+                _ARITHMETIC.search(query)
+                or (any(w in lowered for w in _MATH_DIGIT_GUARDS) and _MATH_WORDS.search(query))
+                or any(g in lowered and p.search(query) for g, p in _DIGIT_RULES)
+            )
+        )
     )
     assert _has_math(query, lowered) == expected_math
 
@@ -134,9 +159,14 @@ def test_every_code_rule_is_searched_behind_each_of_its_guards():
     whose only guard character is that one."""
     expected: dict[str, set[tuple[str, str]]] = {}
     for chars, words, pattern in _CODE_RULES:
-        for key in chars or [""]:
+        for key in [chars] if chars == "^" else chars or [""]:
             expected.setdefault(key, set()).update((word, pattern.pattern) for word in words)
     grouped = {char: {(word, p.pattern) for word, p in pairs} for char, pairs in _RULES_BY_CHAR}
     grouped[""] = {(word, p.pattern) for word, p in _UNGUARDED_RULES}
+    grouped["^"] = {(word, p.pattern) for word, patterns in _RULES_BY_FIRST_WORD.items() for p in patterns}
     assert grouped == expected
+    # a rule looked up by the first word of a line can only match there, after that word
+    for chars, _, pattern in _CODE_RULES:
+        if chars == "^":
+            assert pattern.pattern.startswith(r"^\s*"), pattern.pattern
     assert len(_RULES_BY_CHAR) == len({char for char, _ in _RULES_BY_CHAR})  # one group per character
