@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -25,6 +23,7 @@ from learning.models import Trace, TraceStep, new_trace_id
 from learning.routing.heuristic import HeuristicRouter
 from learning.types import StepType
 from streams.cli.routes import format_table
+from streams.cli.worker_process import start_worker, stop_worker
 from streams.sdk import LearnedRouter, RoutingTableView, TraceProducer
 from streams.settings import Settings
 from streams.worker.service import prepare_topics, start_embedded_broker
@@ -180,12 +179,7 @@ def run_demo(
     prepare_topics(settings)
     log_path = Path(".tracelearn/demo-worker.log")
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "WARNING"],
-        env=_worker_env(settings),
-        stdout=open(log_path, "wb"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-    )
+    worker = start_worker(_worker_env(settings), log_path)
     metrics_url = f"http://{settings.web_host}:{settings.web_port}/metrics"
     print(f"tracelearn demo: worker pid {worker.pid} (log {log_path}); metrics at {metrics_url}")
     print(f"tracelearn demo: {rate:.0f} traces/s for {duration:.0f} s; routing table every 3 s\n")
@@ -211,11 +205,7 @@ def run_demo(
         except OSError as exc:
             print(f"(metrics not reachable: {exc})")
     finally:
-        worker.terminate()
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker(worker)
         if broker is not None:
             broker.stop()
     return 0

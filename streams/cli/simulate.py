@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from learning.simulation.loop import POLICIES, Decision, OfflineTables, TableSet
 from learning.simulation.report import TARGETS, chart, met, overall, score, table
 from learning.simulation.scenario import Scenario
 from streams.cli.progress import Progress
+from streams.cli.worker_process import start_worker, stop_worker
 from streams.sdk import RoutingTableView, TraceProducer
 from streams.settings import Settings
 from streams.worker.service import prepare_topics, start_embedded_broker
@@ -112,24 +112,14 @@ async def _streaming_run(
     )
     await asyncio.to_thread(prepare_topics, own)
     log_path = workdir / f"{policy}-worker.log"
-    with open(log_path, "wb") as log_file:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "WARNING"],
-            env=_worker_env(own, POLICIES[policy][1]),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+    worker = start_worker(_worker_env(own, POLICIES[policy][1]), log_path)
     try:
         async with StreamingTables(own, worker, log_path) as tables:
             return await run(
                 scenario, tables, policy, round_size=round_size, trace_prefix=tag, progress=_advance(progress)
             )
     finally:
-        worker.terminate()
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker(worker)
 
 
 def _advance(progress: Progress) -> Callable[[int, int], None]:

@@ -3,14 +3,20 @@ streams/worker/stage2_changelog.py for stage 2)."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.kafka.client import client_kwargs
 from streams.settings import Settings
+from streams.worker.metrics import WorkerMetrics
 from streams.worker.records import OutRecord
+
+log = logging.getLogger(__name__)
 
 # produces records and returns their offsets once the broker acknowledged every one
 OffsetSender = Callable[[list[OutRecord]], Awaitable[list[int]]]
@@ -72,3 +78,33 @@ class ChangelogIO:
                     return  # the records before ``until`` are gone (retention): nothing more to read
         finally:
             await consumer.stop()
+
+
+class RestoreProgress:
+    """A restore's visible progress: the in-progress gauge while it runs, the restored-entries counter, and
+    a log line every five seconds (``who`` names the store, ``what`` its entries)."""
+
+    def __init__(self, metrics: WorkerMetrics, stage: str, who: str, what: str) -> None:
+        self.restored = metrics.restored.labels(stage)
+        self.restoring = metrics.restoring.labels(stage)
+        self.who, self.what = who, what
+        self.count = 0
+        self.started = self.logged = time.monotonic()
+
+    def __enter__(self) -> RestoreProgress:
+        self.restoring.inc()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.restoring.dec()
+
+    def add(self, n: int) -> None:
+        self.count += n
+        self.restored.inc(n)
+        if time.monotonic() - self.logged > 5:
+            self.logged = time.monotonic()
+            log.info("%s: restored %d %s so far", self.who, self.count, self.what)
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started

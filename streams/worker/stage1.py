@@ -37,7 +37,7 @@ from streams.worker.changelog import (
     takeover_record,
     with_epoch,
 )
-from streams.worker.changelog_io import ChangelogIO
+from streams.worker.changelog_io import ChangelogIO, RestoreProgress
 from streams.worker.deltas import SftAdd, SftOp, SftRemove
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.records import Consumed, OutRecord, Sender, dead_letter
@@ -346,38 +346,29 @@ class Stage1:
         await db.close()
         db.delete_files()
         db = await PartitionDB(db.path).open()
-        started = time.monotonic()
-        self.metrics.restoring.labels("stage1").inc()
         log.info("stage 1 partition %d: restoring from %s up to offset %d", partition, changelog.name, until)
-        progress = {"rows": 0, "logged": started}
+        with RestoreProgress(self.metrics, "stage1", f"stage 1 partition {partition}", "ledger entries") as progress:
 
-        async def apply_rows(rows: list[tuple[Any, ...]]) -> None:
-            await db.commit(ledger=rows)
-            progress["rows"] += len(rows)
-            self.metrics.restored.labels("stage1").inc(len(rows))
-            if time.monotonic() - progress["logged"] > 5:
-                progress["logged"] = time.monotonic()
-                log.info("stage 1 partition %d: restored %d ledger entries so far", partition, progress["rows"])
+            async def apply_rows(rows: list[tuple[Any, ...]]) -> None:
+                await db.commit(ledger=rows)
+                progress.add(len(rows))
 
-        try:
             restored = await replay(changelog.read(partition, until), apply_rows)
-        finally:
-            self.metrics.restoring.labels("stage1").dec()
         checkpoint = restored.checkpoint
         if checkpoint is not None:
-            await db.adopt(checkpoint.source_id, checkpoint.next_seq)
-            outbox = [
-                OutRecord(topic, key, value, OutRecord.headers_from_json(headers), seq)
-                for seq, topic, key, value, headers in sorted(restored.outbox.values())
-            ]
-            offsets = {(topic, part): offset for topic, part, offset in checkpoint.offsets}
-            await db.commit(offsets=offsets, outbox=outbox, meta={LAST_DELTA_KEY: checkpoint.last_delta})
+            await db.restore_checkpoint(
+                checkpoint.source_id,
+                checkpoint.next_seq,
+                checkpoint.offsets,
+                restored.outbox.values(),
+                {LAST_DELTA_KEY: checkpoint.last_delta},
+            )
         log.info(
             "stage 1 partition %d: restored %d ledger entries from %d changelog records in %.1f s",
             partition,
             restored.rows,
             restored.records,
-            time.monotonic() - started,
+            progress.seconds,
         )
         return db, restored.epoch
 

@@ -22,6 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord
 
 from streams.kafka.client import client_kwargs
@@ -155,7 +156,14 @@ class Stage1Consumer:
             self._committing = asyncio.create_task(self._commit(self._consumer_, offsets))
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
-        await consumer.commit(offsets)
+        try:
+            await consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # This worker was out of the group (paused past its session, or a slow batch) and its partitions
+            # may be another's now. Nothing is lost: the offsets are in the partition's store and changelog,
+            # and whoever consumes the partition next skips what they cover.
+            log.warning("stage 1: offsets not committed, the group rebalanced meanwhile (%s)", str(exc)[:80])
+            return
         for tp, next_offset in offsets.items():
             highwater = consumer.highwater(tp)
             if highwater is not None:

@@ -30,7 +30,7 @@ from streams.kafka.dead_letters import BAD_DELTA
 from streams.settings import Settings
 from streams.worker import deltas
 from streams.worker.changelog import EPOCH_HEADER, FENCE_HEADER, identity, new_epoch
-from streams.worker.changelog_io import ChangelogIO
+from streams.worker.changelog_io import ChangelogIO, RestoreProgress
 from streams.worker.deltas import BadDelta, SftAdd, SftOp
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.records import Enqueuer, InRecord, OutRecord, Sender, dead_letter
@@ -214,39 +214,28 @@ class Stage2:
         await db.close()
         db.delete_files()
         db = await PartitionDB(db.path).open()
-        started = time.monotonic()
-        restoring = self.metrics.restoring.labels("stage2")
-        restoring.inc()
         log.info("stage 2: restoring from %s up to offset %d", changelog.name, until)
-        progress = {"members": 0, "logged": started}
+        with RestoreProgress(self.metrics, "stage2", "stage 2", "SFT members") as progress:
 
-        async def apply(members: dict[tuple[str, str], Member | None], pairs: dict[str, PairText | None]) -> None:
-            await db.restore_sft(members, pairs)
-            added = sum(1 for m in members.values() if m is not None)
-            progress["members"] += added
-            self.metrics.restored.labels("stage2").inc(added)
-            if time.monotonic() - progress["logged"] > 5:
-                progress["logged"] = time.monotonic()
-                log.info("stage 2: restored %d SFT members so far", progress["members"])
+            async def apply(members: dict[tuple[str, str], Member | None], pairs: dict[str, PairText | None]) -> None:
+                await db.restore_sft(members, pairs)
+                progress.add(sum(1 for m in members.values() if m is not None))
 
-        try:
             restored = await replay(changelog.read(0, until), apply)
-        finally:
-            restoring.dec()
         checkpoint = restored.checkpoint
         if checkpoint is not None:
-            await db.adopt(checkpoint.source_id, checkpoint.next_seq)
-            outbox = [
-                OutRecord(topic, key, value, OutRecord.headers_from_json(headers), seq)
-                for seq, topic, key, value, headers in sorted(restored.outbox.values())
-            ]
-            offsets = {(topic, part): offset for topic, part, offset in checkpoint.offsets}
-            await db.commit(offsets=offsets, outbox=outbox, meta={STATE_KEY: checkpoint.state})
+            await db.restore_checkpoint(
+                checkpoint.source_id,
+                checkpoint.next_seq,
+                checkpoint.offsets,
+                restored.outbox.values(),
+                {STATE_KEY: checkpoint.state},
+            )
         log.info(
             "stage 2: restored its state and %d SFT members from %d changelog records in %.1f s",
             restored.members,
             restored.records,
-            time.monotonic() - started,
+            progress.seconds,
         )
         return db, restored.epoch
 

@@ -452,6 +452,25 @@ class PartitionDB:
                 [(p, *t) for p, t in pairs.items() if t is not None],
             )
 
+    async def restore_checkpoint(
+        self,
+        source_id: str,
+        next_seq: int,
+        offsets: Iterable[tuple[str, int, int]],
+        outbox: Iterable[tuple[int, str, bytes | None, bytes | None, str]],
+        meta: dict[str, Any],
+    ) -> None:
+        """Take a changelog's checkpoint as this store's own: its identity and numbering, its input offsets
+        (topic, partition, next offset), the outbox records it did not know acknowledged (seq, topic, key,
+        value, headers as JSON text) and ``meta``."""
+        await self.adopt(source_id, next_seq)
+        records = [
+            OutRecord(topic, key, value, OutRecord.headers_from_json(headers), seq)
+            for seq, topic, key, value, headers in sorted(outbox)
+        ]
+        positions = {(topic, part): offset for topic, part, offset in offsets}
+        await self.commit(offsets=positions, outbox=records, meta=meta)
+
     async def adopt(self, source_id: str, next_seq: int) -> None:
         """Continue another store's identity: its source id and outbox numbering (a restore from the
         changelog), so that stage 2 drops what it already applied from this source, whoever sends it."""

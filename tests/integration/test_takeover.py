@@ -48,6 +48,19 @@ async def two_hosts(settings: Settings, tmp_path: Path, **overrides: object) -> 
     return hosts
 
 
+async def pairs_and_trigger_numbers(settings: Settings, final: list[Trace]) -> list[int]:
+    """Check that the SFT topic holds the batch miner's pairs of ``final``; return the trigger numbers."""
+    pairs = await final_sft(settings)
+    assert sorted((p["input"], p["output"], p["model"], p["feedback"]) for p in pairs.values()) == expected_sft(
+        settings, final
+    )
+    triggers = {
+        LearningTrigger.model_validate_json(r.value).cycle_id
+        for r in await read_topic(settings, settings.triggers_topic, idle=0.5)
+    }
+    return sorted(int(c.split("#")[1]) for c in triggers)
+
+
 def stop_all(hosts: dict[str, WorkerProcess]) -> None:
     for worker in hosts.values():
         if worker.proc is not None and worker.proc.poll() is None:
@@ -87,17 +100,9 @@ async def test_a_lost_host_is_taken_over_exactly_from_the_changelog(settings: Se
         await view.stop()
         assert sorted(owned(survivor)[0]) == list(range(settings.trace_partitions))
         assert "restored" in survivor.log()
-        pairs = await final_sft(settings)
-        assert sorted((p["input"], p["output"], p["model"], p["feedback"]) for p in pairs.values()) == expected_sft(
-            settings, final
-        )
-        triggers = {
-            LearningTrigger.model_validate_json(r.value).cycle_id
-            for r in await read_topic(settings, settings.triggers_topic, idle=0.5)
-        }
+        numbers = await pairs_and_trigger_numbers(settings, final)
         # one trigger per threshold crossing, numbered from 1: at least as many as the final pairs make, at most
         # as many as every pair that ever qualified could (late feedback retracted some on the way)
-        numbers = sorted(int(c.split("#")[1]) for c in triggers)
         ever = {p[:2] for p in expected_sft(settings, first) + expected_sft(settings, final)}
         threshold = settings.sft_trigger_threshold
         assert numbers == list(range(1, len(numbers) + 1))
@@ -133,15 +138,7 @@ async def test_the_host_that_merged_the_deltas_is_lost_and_its_tables_go_on(sett
         assert owned(survivor)[1] is True
         assert "stage 2: restored its state" in survivor.log()
         assert all(after[name] > version for name, version in before.items()), (before, after)
-        pairs = await final_sft(settings)
-        assert sorted((p["input"], p["output"], p["model"], p["feedback"]) for p in pairs.values()) == expected_sft(
-            settings, final
-        )
-        triggers = {
-            LearningTrigger.model_validate_json(r.value).cycle_id
-            for r in await read_topic(settings, settings.triggers_topic, idle=0.5)
-        }
-        numbers = sorted(int(c.split("#")[1]) for c in triggers)
+        numbers = await pairs_and_trigger_numbers(settings, final)
         # every crossing once, numbered on from the lost host's: as many as the distinct pairs make
         assert numbers == list(range(1, len(expected_sft(settings, final)) // settings.sft_trigger_threshold + 1))
     finally:

@@ -137,6 +137,36 @@ async def test_a_failed_offset_commit_stops_the_loop(tmp_path, monkeypatch, fail
     assert [offsets[tp] for offsets, _ in scripted.commits] == list(range(1, fail_at))
 
 
+async def test_a_commit_refused_after_a_rebalance_does_not_stop_the_loop(tmp_path, monkeypatch):
+    """A worker that was out of its group (paused past its session) finds its commit refused: the offsets
+    are in the store, so the loop goes on (it used to crash the worker on resume)."""
+    from aiokafka.errors import CommitFailedError
+
+    _, tp, _, loop, scripted = scripted_loop(tmp_path, monkeypatch, batches=4, size=1)
+    scripted.release.set()
+    commit = scripted.commit
+    refused = 0
+
+    async def refusing(offsets: dict[TopicPartition, int]) -> None:
+        nonlocal refused
+        if refused == 0:
+            refused += 1
+            raise CommitFailedError("the group has already rebalanced")
+        await commit(offsets)
+
+    monkeypatch.setattr(scripted, "commit", refusing)
+    task = asyncio.create_task(loop.run())
+    try:
+        for _ in range(300):
+            if scripted.commits and scripted.commits[-1][0] == {tp: 4}:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await loop.stop()
+        await task
+    assert refused == 1 and [offsets[tp] for offsets, _ in scripted.commits][-1] == 4
+
+
 async def test_each_partitions_oldest_record_age_is_observed(tmp_path, monkeypatch):
     """One age per partition and fetch, from the oldest record's timestamp (aiokafka's milliseconds); a
     record without a timestamp (-1) is not observed."""
