@@ -117,11 +117,15 @@ def table(results: dict[str, list[ClassScore]]) -> str:
     return "\n".join(rows)
 
 
-def regret_curve(scenario: Scenario, decisions: Sequence[Decision], window: int = 20) -> list[float]:
-    """Mean regret over the classes at each query number, as a moving average over ``window`` queries."""
+def regret_curve(
+    scenario: Scenario, decisions: Sequence[Decision], window: int = 20, query_class: str | None = None
+) -> list[float]:
+    """Regret at each query number (of one class, or the mean over the classes), as a moving average over
+    ``window`` queries."""
     by_number: dict[int, list[float]] = {}
     for d in decisions:
-        by_number.setdefault(d.number, []).append(d.regret)
+        if query_class is None or d.query_class == query_class:
+            by_number.setdefault(d.number, []).append(d.regret)
     means = [statistics.fmean(by_number[n]) for n in sorted(by_number)]
     out = []
     for i in range(len(means)):
@@ -131,32 +135,39 @@ def regret_curve(scenario: Scenario, decisions: Sequence[Decision], window: int 
 
 
 def chart(scenario: Scenario, runs: Mapping[str, Sequence[Decision]], path: Path) -> Path:
-    """A PNG of regret over time per policy, with the drift and the new model marked (needs matplotlib:
-    ``pip install 'tracelearn[simulate]'``)."""
+    """A PNG of regret over time per policy, for all classes and for each, with the drift and the new model
+    marked (needs matplotlib: ``pip install 'tracelearn[simulate]'``)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=110)
+    panels: list[str | None] = [None, *(cls.name for cls in scenario.classes)]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.6 * len(panels) + 0.6), dpi=100, sharex=True)
     # greedy and the reference often route alike: their lines must stay apart when they overlap
-    styles = [("-", 1.8), ("--", 2.4), (":", 2.4)]
-    for i, (policy, decisions) in enumerate(runs.items()):
-        style, width = styles[i % len(styles)]
-        ax.plot(regret_curve(scenario, decisions), label=policy, linestyle=style, linewidth=width)
+    styles = [("-", 1.6), ("--", 2.2), (":", 2.2)]
+    for ax, query_class in zip(axes, panels, strict=True):
+        for i, (policy, decisions) in enumerate(runs.items()):
+            style, width = styles[i % len(styles)]
+            curve = regret_curve(scenario, decisions, query_class=query_class)
+            ax.plot(curve, label=policy, linestyle=style, linewidth=width)
+        if scenario.drift_at is not None:
+            ax.axvline(scenario.drift_at, color="crimson", linestyle="--", linewidth=1)
+        if scenario.added is not None:
+            ax.axvline(scenario.added.at, color="seagreen", linestyle="--", linewidth=1)
+        ax.set_ylabel("regret")
+        ax.set_title("all classes (mean)" if query_class is None else f"class {query_class}", fontsize=10)
+        ax.grid(alpha=0.3)
+    top = axes[0]
     if scenario.drift_at is not None:
-        ax.axvline(scenario.drift_at, color="crimson", linestyle="--", linewidth=1)
-        ax.text(
-            scenario.drift_at + 5, ax.get_ylim()[1] * 0.92, f"best degrades by {scenario.drift_by:g}", color="crimson"
+        top.text(
+            scenario.drift_at + 5, top.get_ylim()[1] * 0.85, f"best degrades by {scenario.drift_by:g}", color="crimson"
         )
     if scenario.added is not None:
-        ax.axvline(scenario.added.at, color="seagreen", linestyle="--", linewidth=1)
-        ax.text(scenario.added.at + 5, ax.get_ylim()[1] * 0.82, f"{scenario.added.name} added", color="seagreen")
-    ax.set_xlabel("query number within each class")
-    ax.set_ylabel("regret (moving mean of 20, over classes)")
-    ax.set_title(f"closed-loop routing: {scenario.source} scenario")
-    ax.legend()
-    ax.grid(alpha=0.3)
+        top.text(scenario.added.at + 5, top.get_ylim()[1] * 0.65, f"{scenario.added.name} added", color="seagreen")
+    top.legend(loc="upper right")
+    axes[-1].set_xlabel("query number within each class (regret: moving mean of 20 queries)")
+    fig.suptitle(f"closed-loop routing: {scenario.source} scenario")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

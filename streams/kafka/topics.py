@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -179,3 +180,24 @@ async def for_broker(settings: Settings) -> Settings:
         update["stage1_fetch_max_wait_ms"] = EMBEDDED_STAGE1_FETCH_WAIT_MS
     log.debug("fetch waits %s (%s broker)", update, "embedded" if embedded else "Kafka")
     return settings.model_copy(update=update)
+
+
+def strimzi_topics(settings: Settings, *, namespace: str, cluster: str) -> str:
+    """The topics as Strimzi KafkaTopic resources (``kafka.strimzi.io/v1``), one YAML document each, for a
+    cluster whose topic operator creates them (k8s/topics.yaml is this output for k8s/'s settings)."""
+    docs = []
+    for spec in topic_specs(settings):
+        config = "".join(f"\n    {key}: {json.dumps(value)}" for key, value in sorted(spec.config.items()))
+        docs.append(
+            "apiVersion: kafka.strimzi.io/v1\n"
+            "kind: KafkaTopic\n"
+            "metadata:\n"
+            f"  name: {spec.name}\n"
+            f"  namespace: {namespace}\n"
+            f"  labels: {{ strimzi.io/cluster: {cluster} }}\n"
+            "spec:\n"
+            f"  topicName: {spec.name}\n"
+            f"  partitions: {spec.partitions}\n"
+            f"  replicas: {settings.replication_factor}\n" + (f"  config:{config}\n" if config else "")
+        )
+    return "---\n".join(docs)
