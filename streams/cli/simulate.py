@@ -68,11 +68,11 @@ class StreamingTables:
     async def settle(self) -> None:
         sent = dict(self.sent)
 
-        def counted(tables: object) -> bool:
+        def counted(_table: object) -> bool:
             return all((u := self.view.get(c)) is not None and u.sample_count >= n for c, n in sent.items())
 
         deadline = time.monotonic() + SETTLE_SECONDS
-        while not await self.view.wait_for(lambda t: counted(t), 1.0):
+        while not await self.view.wait_for(counted, 1.0):
             if self.worker.poll() is not None:
                 raise RuntimeError(f"the worker stopped; see {self.log_path}")
             if time.monotonic() > deadline:

@@ -274,8 +274,10 @@ class Stage2:
         offsets: dict[tuple[str, int], int],
         members: dict[tuple[str, str], Member | None],
         pairs: dict[str, PairText | None],
+        state: dict[str, Any],
     ) -> None:
-        """Write a commit to the changelog (before any of its records is sent)."""
+        """Write a commit to the changelog (before any of its records is sent); ``state`` is the stored
+        state's JSON that the local commit writes too."""
         acked = self._acked
         done = [seq for seq in self._logged_outbox if seq <= acked]
         checkpoint = Stage2Checkpoint(
@@ -285,7 +287,7 @@ class Stage2:
             next_seq=db.next_seq,
             acked=acked,
             offsets=[(topic, part, offset) for (topic, part), offset in sorted(offsets.items())],
-            state=self.kept.to_json(),
+            state=state,
         )
         records = commit_records(changelog.name, self._epoch, members, pairs, staged, done, checkpoint)
         await changelog.write(records)
@@ -456,7 +458,13 @@ class Stage2:
             # the topic's offsets as far as consumed (the local path consumes none)
             stored = offsets if offsets is not None else self.offsets
             await self._commit_and_send(
-                db, out, offsets=stored, drop_pairs=dropped, members=_member_items(ops), pairs=pairs
+                db,
+                out,
+                offsets=stored,
+                drop_pairs=dropped,
+                # only the changelog records the members one by one
+                members=_member_items(ops) if self.changelog is not None else None,
+                pairs=pairs,
             )
         # else: nothing but repeats (copies of deltas applied from this process): their offsets are kept
         # in memory and stored with the next commit; a re-delivery of repeats is harmless
@@ -504,7 +512,9 @@ class Stage2:
             meta[CHANGELOG_KEY] = identity(STATE, self._epoch, self._commits)
             # the whole offsets (a tick's commit stores none of its own)
             logged = offsets if offsets is not None else self.offsets
-            logging_it = self._log_commit(db, self.changelog, staged, logged, members or {}, pairs or {})
+            logging_it = self._log_commit(
+                db, self.changelog, staged, logged, members or {}, pairs or {}, meta[STATE_KEY]
+            )
         # the local commit and the changelog's write overlap: nothing is sent before both are done, and a
         # takeover that finds the two differ restores from the changelog
         await asyncio.gather(

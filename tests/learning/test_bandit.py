@@ -103,19 +103,13 @@ def test_a_model_that_looks_better_on_little_evidence_is_tried_until_it_is_the_b
 
 
 def table_stats(mean: float, recent_mean: float, recent_n_at_1000: float, n: int = 400) -> ModelStats:
-    return ModelStats(
-        count=n,
-        feedback_count=n,
-        mean_feedback=mean,
-        mean_reward=None,
-        success_rate=None,
-        quality_count=0,
-        quality_mean_feedback=None,
-        feedback_sd=0.15,
-        decayed_mean_feedback=recent_mean,
-        decayed_feedback_sd=0.15,
-        decayed_feedback_level=math.log2(recent_n_at_1000) + 1000 / 60,
-    )
+    """A model's long-run figures with recent (decayed, half-life 60 s) ones beside them."""
+    recent = {
+        "decayed_mean_feedback": recent_mean,
+        "decayed_feedback_sd": 0.15,
+        "decayed_feedback_level": math.log2(recent_n_at_1000) + 1000 / 60,
+    }
+    return stats(n, mean).model_copy(update=recent)
 
 
 def test_a_recent_change_replaces_the_long_run_evidence_and_noise_does_not():
