@@ -1,14 +1,13 @@
-"""Stage 1's ledger store alone, as it fills: the SQLite store the worker uses against an LSM tree (RocksDB).
+"""Stage 1's ledger store alone, as it fills: RocksDB (the worker's) against the SQLite store it replaced.
 
-    .venv/bin/pip install -e '.[bench]'      # rocksdict
     .venv/bin/python bench/ledger_store.py [--rows 20000000] [--batch 4000] [--stores sqlite,rocksdb]
 
 Per batch, what stage 1 does to its ledger: look up every id of the batch (a tenth are ids already stored,
 as late feedback and re-deliveries bring; the rest are new random 16-hex ids), then write every row of the
-batch in one transaction. SQLite is the worker's own store (``PartitionDB``: the column table with its
-unique trace-id index, WAL, multi-row statements); RocksDB (``rocksdict``) holds the same rows as
-msgspec-encoded values under the id, written in one WriteBatch, WAL on, no fsync (as SQLite's
-``synchronous=NORMAL``). Prints, per tenth of ``--rows``, the rate of rows a second over that tenth, with
+batch in one transaction. SQLite is the earlier store (``PartitionDB``: the column table with its
+unique trace-id index, WAL, multi-row statements), now stage 2's; RocksDB is stage 1's store
+(``LedgerStore``: msgpack rows under the id, an expiry index, one WriteBatch a commit, WAL on, no fsync, as
+SQLite's ``synchronous=NORMAL``). Prints, per tenth of ``--rows``, the rate of rows a second over that tenth, with
 the process's CPU seconds and RSS, so that a store whose cost grows with its size shows it.
 """
 
@@ -19,28 +18,32 @@ import asyncio
 import random
 import resource
 import shutil
+import string
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from learning.state.contribution import Contribution
 from learning.state.ledger import LedgerEntry
 from streams.worker import ledger_rows
+from streams.worker.ledger_store import LedgerStore
 from streams.worker.state_store import PartitionDB
 
-QUERY = "Summarise the attached incident report and list the three most likely root causes, briefly."
-RESULT = "1. A stale cache entry. 2. A clock skew between hosts. 3. A retry storm after the failover." * 2
+# Texts of 15-60 words drawn from a 3,000-word vocabulary: as compressible as prose, so that a store that
+# compresses its blocks gains no more than it would on real traces (one repeated text would compress away).
+_rng = random.Random(3)
+_VOCABULARY = ["".join(_rng.choices(string.ascii_lowercase, k=_rng.randint(2, 9))) for _ in range(3000)]
+TEXTS = [" ".join(_rng.choices(_VOCABULARY, k=_rng.randint(15, 60))) for _ in range(20_000)]
 
 
 def entry(trace_id: str, i: int) -> LedgerEntry:
     base = Contribution(
         trace_id, "long", f"model-{i % 4}", f"agent-{i % 3}", 1.0e9 + i, 0.8, "success", 0.7, ("search",), 1, True, ""
     )
-    return LedgerEntry(base, QUERY, RESULT, None, None, None)
+    h = int(trace_id[:8], 16)
+    return LedgerEntry(base, TEXTS[h % len(TEXTS)], TEXTS[(h >> 12) % len(TEXTS)], None, None, None)
 
 
 def batches(rows: int, size: int, seed: int = 7) -> Any:
@@ -76,33 +79,17 @@ class RocksLedger:
     name = "rocksdb"
 
     def __init__(self, path: Path) -> None:
-        from rocksdict import Options, Rdict, WriteBatch, WriteOptions
-
-        options = Options()
-        options.create_if_missing(True)
-        options.set_max_background_jobs(2)
-        self._write_options = WriteOptions()
-        self._write_options.sync = False
-        self.db = Rdict(str(path / "ledger.rocks"), options)
-        self._batch = WriteBatch
-        self._encode = msgspec.msgpack.Encoder().encode
-        self._decode = msgspec.msgpack.decode
+        self.db = LedgerStore(path / "p0.rocks")
 
     async def open(self) -> None:
-        return None
+        await self.db.open()
 
     async def batch(self, ids: list[str], now: float) -> None:
-        found = self.db.get([t.encode() for t in ids])
-        for raw in found:
-            if raw is not None:
-                self._decode(raw)
-        wb = self._batch()
-        for i, t in enumerate(ids):
-            wb.put(t.encode(), self._encode(ledger_rows.to_row(t, entry(t, i), now)))
-        self.db.write(wb, self._write_options)
+        await self.db.lookup_ledger(ids)
+        await self.db.commit(ledger=[ledger_rows.to_row(t, entry(t, i), now) for i, t in enumerate(ids)])
 
     async def close(self) -> None:
-        self.db.close()
+        await self.db.close()
 
 
 def cpu_seconds() -> float:

@@ -39,9 +39,10 @@ from streams.worker.changelog import (
 )
 from streams.worker.changelog_io import ChangelogIO, RestoreProgress
 from streams.worker.deltas import SftAdd, SftOp, SftRemove
+from streams.worker.ledger_store import LedgerStore, import_sqlite_store
 from streams.worker.metrics import WorkerMetrics
+from streams.worker.outbox_store import PREV_HEADER
 from streams.worker.records import Consumed, OutRecord, Sender, dead_letter
-from streams.worker.state_store import PREV_HEADER, PartitionDB
 from streams.worker.trace_decoder import FastFeedback, decode_feedback, decode_trace
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class _Write:
     """One partition's share of a prepared batch: its transaction, then the records it sends."""
 
     partition: int
-    db: PartitionDB
+    db: LedgerStore
     ledger: list[tuple[Any, ...]]
     entries: dict[str, LedgerEntry]
     offsets: dict[tuple[str, int], int]
@@ -123,7 +124,7 @@ class _Read(NamedTuple):
     """One partition's share of a batch, parsed, with its ledger lookup under way."""
 
     partition: int
-    db: PartitionDB
+    db: LedgerStore
     parsed: list[Event]
     out: list[OutRecord]  # dead letters so far
     offsets: dict[tuple[str, int], int]  # the partition's offsets after this batch
@@ -158,7 +159,7 @@ class Stage1:
         self.reward_fn = HeuristicRewardFunction(
             max_latency=settings.reward_max_latency, max_cost=settings.reward_max_cost
         )
-        self._dbs: dict[int, PartitionDB] = {}
+        self._dbs: dict[int, LedgerStore] = {}
         self._offsets: dict[int, dict[tuple[str, int], int]] = {}
         self._unsettled: dict[int, dict[str, LedgerEntry]] = {}
         self._in_flight: asyncio.Task[None] | None = None  # the last batch's commit
@@ -168,12 +169,18 @@ class Stage1:
         self.local: LocalHandoff | None = None
 
     def db_path(self, partition: int) -> Path:
+        return self.settings.state_dir / "stage1" / f"p{partition}.rocks"
+
+    def sqlite_path(self, partition: int) -> Path:
+        """Where versions before the RocksDB store kept the partition's state (imported once, then removed)."""
         return self.settings.state_dir / "stage1" / f"p{partition}.db"
 
-    async def _db(self, partition: int) -> PartitionDB:
+    async def _db(self, partition: int) -> LedgerStore:
         db = self._dbs.get(partition)
         if db is None:
-            db = await PartitionDB(self.db_path(partition)).open()
+            db = await LedgerStore(self.db_path(partition)).open()
+            if self.sqlite_path(partition).exists():
+                await import_sqlite_store(self.sqlite_path(partition), db)
             if self.changelog is not None:
                 db = await self._take_over(partition, db, self.changelog)
             self._dbs[partition] = db
@@ -305,7 +312,7 @@ class Stage1:
         )
         await changelog.write(records)
 
-    async def _take_over(self, partition: int, db: PartitionDB, changelog: ChangelogIO) -> PartitionDB:
+    async def _take_over(self, partition: int, db: LedgerStore, changelog: ChangelogIO) -> LedgerStore:
         """Become the partition's owner (streams/worker/changelog.py): fence the previous owner's deltas,
         mark the changelog, and bring the local store up to the changelog if it is not there already."""
         epoch = new_epoch()
@@ -318,7 +325,7 @@ class Stage1:
         last = identity("t", epoch)
         if mark == 0:
             # nothing before the takeover: the local store, if anything, is all the state there is
-            if await db.ledger_rows():
+            if await db.has_ledger():
                 last = await self._snapshot(partition, db, changelog, epoch)
         elif local is None or identity_of(await changelog.read_at(partition, mark - 1)) != local:
             # the record before the takeover is not the last one this store wrote: another worker wrote
@@ -339,13 +346,13 @@ class Stage1:
         return db
 
     async def _restore(
-        self, partition: int, db: PartitionDB, changelog: ChangelogIO, until: int
-    ) -> tuple[PartitionDB, int]:
+        self, partition: int, db: LedgerStore, changelog: ChangelogIO, until: int
+    ) -> tuple[LedgerStore, int]:
         """Replace the local store with the changelog's state up to ``until`` (the takeover's offset); returns
         it with the newest epoch the changelog held."""
         await db.close()
         db.delete_files()
-        db = await PartitionDB(db.path).open()
+        db = await LedgerStore(db.path).open()
         log.info("stage 1 partition %d: restoring from %s up to offset %d", partition, changelog.name, until)
         with RestoreProgress(self.metrics, "stage1", f"stage 1 partition {partition}", "ledger entries") as progress:
 
@@ -372,7 +379,7 @@ class Stage1:
         )
         return db, restored.epoch
 
-    async def _snapshot(self, partition: int, db: PartitionDB, changelog: ChangelogIO, epoch: int) -> dict[str, Any]:
+    async def _snapshot(self, partition: int, db: LedgerStore, changelog: ChangelogIO, epoch: int) -> dict[str, Any]:
         """Write the whole local store to an empty changelog (a store kept before the changelog existed);
         returns the identity of its marker."""
         rows = await db.ledger_rows()

@@ -33,6 +33,7 @@ from streams.worker.changelog import EPOCH_HEADER, FENCE_HEADER, identity, new_e
 from streams.worker.changelog_io import ChangelogIO, RestoreProgress
 from streams.worker.deltas import BadDelta, SftAdd, SftOp
 from streams.worker.metrics import WorkerMetrics
+from streams.worker.outbox_store import PREV_HEADER, SEQ_HEADER
 from streams.worker.records import Enqueuer, InRecord, OutRecord, Sender, dead_letter
 from streams.worker.stage2_changelog import (
     STATE,
@@ -46,7 +47,7 @@ from streams.worker.stage2_changelog import (
     takeover_record,
 )
 from streams.worker.stage2_state import Stage2State
-from streams.worker.state_store import PREV_HEADER, SEQ_HEADER, PartitionDB
+from streams.worker.state_store import PartitionDB
 
 log = logging.getLogger(__name__)
 

@@ -32,14 +32,12 @@ from learning.state.ledger import LedgerEntry
 from streams.errors import StateStoreError
 from streams.worker import ledger_rows
 from streams.worker.deltas import SftAdd, SftOp, SftRemove
-from streams.worker.records import OutRecord, Sender, json_text
+from streams.worker.outbox_store import OutboxStore
+from streams.worker.records import OutRecord, json_text
 from streams.worker.sql_rows import execute_rows, transaction
 
 T = TypeVar("T")
 
-SEQ_HEADER = "tl-seq"
-# on stage 1's delta records: the tl-seq of the same source's previous delta record (0: none)
-PREV_HEADER = "tl-prev"
 # Above this many rows a write runs in a worker thread.
 BIG_BATCH = 256
 # Above this many ids a ledger lookup runs in a thread: with a large ledger, SQLite's index search
@@ -111,9 +109,11 @@ def _ledger_rows(db: sqlite3.Connection, trace_ids: list[str]) -> dict[str, Ledg
     return {row[0]: ledger_rows.from_row(row) for row in rows}
 
 
-class PartitionDB:
+class PartitionDB(OutboxStore):
+    """Stage 2's store: its tables' state, SFT membership and pair texts, offsets, outbox and meta."""
+
     def __init__(self, path: Path) -> None:
-        self.path = path
+        super().__init__(path)
         self._db: sqlite3.Connection | None = None
         # Big batches are written by a worker thread on a connection of their own, so that the event loop
         # keeps reading (WAL: readers see the last commit) while a batch is being written.
@@ -121,15 +121,9 @@ class PartitionDB:
         # big ledger lookups (lookup_ledger) run in a thread on this one, under _read_lock
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
-        self.source_id = ""
-        self.next_seq = 1
-        # outbox records up to this number were acknowledged by the broker (for the changelog's checkpoint)
-        self.acked = 0
         # Held by every statement batch that may run in a worker thread, and by close(): a task cancelled
         # at shutdown leaves its thread running, and closing the connection under it crashed the process.
         self._lock = threading.Lock()
-        # the outbox may hold records that were never sent: at open (a crash) and after a failed send
-        self._unsent = True
         # rows written by apply_sft_ops into the transaction that the next commit ends: that COMMIT writes
         # their pages, so they count towards running it in a thread
         self._staged_rows = 0
@@ -186,6 +180,10 @@ class PartitionDB:
     async def get_meta(self, key: str) -> Any:
         row = self.db.execute("SELECT v FROM meta WHERE k = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
+
+    async def meta(self) -> dict[str, Any]:
+        """Every meta value, by name."""
+        return {k: json.loads(v) for k, v in self.db.execute("SELECT k, v FROM meta").fetchall()}
 
     async def offsets(self) -> dict[tuple[str, int], int]:
         rows = self.db.execute("SELECT topic, part, next_offset FROM offsets").fetchall()
@@ -286,33 +284,7 @@ class PartitionDB:
             for seq, topic, key, value, headers in rows
         ]
 
-    async def deliver(self, send: Sender, staged: list[OutRecord] | None = None) -> None:
-        """Send what the outbox holds, then delete it. ``staged`` is what the last commit wrote: when
-        every earlier record went out, that is the whole outbox and it is not read back."""
-        records = staged if staged is not None and not self._unsent else await self.pending()
-        if not records:
-            self._unsent = False
-            return
-        self._unsent = True
-        await send(records)
-        await self.acknowledge(records[-1].seq)
-        self.acked = max(self.acked, records[-1].seq)
-        self._unsent = False
-
     # -- writes -----------------------------------------------------------------------------------
-    def stage(self, records: list[OutRecord]) -> list[OutRecord]:
-        """Give records their outbox sequence numbers (written by the next :meth:`commit`).
-
-        The number also travels in the ``tl-seq`` header, so that a consumer can drop a record that a
-        restart sent twice: (record key = source id, tl-seq) is unique.
-        """
-        staged = []
-        for record in records:
-            headers = (*record.headers, (SEQ_HEADER, str(self.next_seq).encode()))
-            staged.append(OutRecord(record.topic, record.key, record.value, headers, self.next_seq))
-            self.next_seq += 1
-        return staged
-
     async def commit(
         self,
         *,
@@ -451,32 +423,6 @@ class PartitionDB:
                 "INSERT OR REPLACE INTO sft_pairs (pair_id, input, output, query_class) VALUES ",
                 [(p, *t) for p, t in pairs.items() if t is not None],
             )
-
-    async def restore_checkpoint(
-        self,
-        source_id: str,
-        next_seq: int,
-        offsets: Iterable[tuple[str, int, int]],
-        outbox: Iterable[tuple[int, str, bytes | None, bytes | None, str]],
-        meta: dict[str, Any],
-    ) -> None:
-        """Take a changelog's checkpoint as this store's own: its identity and numbering, its input offsets
-        (topic, partition, next offset), the outbox records it did not know acknowledged (seq, topic, key,
-        value, headers as JSON text) and ``meta``."""
-        await self.adopt(source_id, next_seq)
-        records = [
-            OutRecord(topic, key, value, OutRecord.headers_from_json(headers), seq)
-            for seq, topic, key, value, headers in sorted(outbox)
-        ]
-        positions = {(topic, part): offset for topic, part, offset in offsets}
-        await self.commit(offsets=positions, outbox=records, meta=meta)
-
-    async def adopt(self, source_id: str, next_seq: int) -> None:
-        """Continue another store's identity: its source id and outbox numbering (a restore from the
-        changelog), so that stage 2 drops what it already applied from this source, whoever sends it."""
-        self.source_id = source_id
-        self.next_seq = next_seq
-        await self.commit(meta={"source_id": source_id, "last_seq": next_seq - 1})
 
     def delete_files(self) -> None:
         """Remove the store's files (it must be closed)."""

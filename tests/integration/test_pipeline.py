@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import random
 import re
-import sqlite3
 import urllib.request
 
 import pytest
@@ -21,6 +19,7 @@ from streams.kafka.broker import free_port
 from streams.kafka.client import client_kwargs
 from streams.sdk import RoutingTableView, TraceProducer
 from streams.settings import EMBEDDED_FETCH_WAIT_MS, EMBEDDED_STAGE1_FETCH_WAIT_MS, Settings
+from streams.worker.ledger_store import peek_offsets
 from tests.factories import make_trace
 from tests.integration.harness import WorkerProcess, read_topic, wait_until
 
@@ -185,11 +184,8 @@ async def test_traces_in_routing_tables_out(settings: Settings, worker: WorkerPr
 def stage1_stored_offsets(settings: Settings) -> dict[TopicPartition, int]:
     out = {}
     for p in range(settings.trace_partitions):
-        with contextlib.closing(sqlite3.connect(settings.state_dir / "stage1" / f"p{p}.db")) as db:
-            row = db.execute(
-                "SELECT next_offset FROM offsets WHERE topic = ? AND part = ?", (settings.traces_topic, p)
-            ).fetchone()
-        out[TopicPartition(settings.traces_topic, p)] = row[0] if row else 0
+        stored = peek_offsets(settings.state_dir / "stage1" / f"p{p}.rocks")
+        out[TopicPartition(settings.traces_topic, p)] = stored.get((settings.traces_topic, p), 0)
     return out
 
 

@@ -181,9 +181,9 @@ async def test_a_current_local_store_skips_the_restore_and_a_stale_one_does_not(
 
 
 async def back_ledger(settings: Settings) -> dict[str, Any]:
-    from streams.worker.state_store import PartitionDB
+    from streams.worker.ledger_store import LedgerStore
 
-    db = await PartitionDB(settings.state_dir / "stage1" / "p0.db").open()
+    db = await LedgerStore(settings.state_dir / "stage1" / "p0.rocks").open()
     try:
         return await db.ledger_entries([f"t{i}" for i in range(10)])
     finally:

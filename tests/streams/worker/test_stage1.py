@@ -6,6 +6,7 @@ import asyncio
 import json
 import threading
 import zlib
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -16,12 +17,13 @@ from prometheus_client import CollectorRegistry
 from learning.models import FeedbackEvent
 from learning.state import ContributionLedger, LearningState
 from streams.settings import Settings
-from streams.worker import state_store
+from streams.worker import ledger_store
+from streams.worker.ledger_store import LedgerStore
 from streams.worker.metrics import WorkerMetrics
+from streams.worker.outbox_store import PREV_HEADER, SEQ_HEADER
 from streams.worker.records import InRecord, OutRecord
 from streams.worker.stage1 import Stage1
 from streams.worker.stage2 import Stage2
-from streams.worker.state_store import PREV_HEADER, SEQ_HEADER, PartitionDB
 from tests.learning.test_incremental_equals_batch import feedback_st, trace_st
 from tests.streams.worker.helpers import Sink, trace_record
 
@@ -154,14 +156,14 @@ async def test_stage1_next_batch_sees_the_batch_still_being_written(settings, mo
     batch 2 must join the trace of batch 1 (from memory), not start a feedback-only entry."""
     writing = threading.Event()
     release = threading.Event()
-    original = PartitionDB._commit
+    original = LedgerStore._apply
 
-    def slow_commit(self: PartitionDB, *args: object) -> None:
+    def slow_commit(self: LedgerStore, *args: Any) -> None:
         writing.set()
         release.wait(5)
         original(self, *args)
 
-    monkeypatch.setattr(PartitionDB, "_commit", slow_commit)
+    monkeypatch.setattr(LedgerStore, "_apply", slow_commit)
     sink = Sink()
     stage = Stage1(settings, sink, WorkerMetrics())
     first = [trace_record(settings, 0, "a", feedback=None)]
@@ -267,7 +269,7 @@ def test_stage1_deltas_equal_the_one_by_one_ledger(tmp_path_factory, traces, fee
         key = event.trace_id.encode()
         # keyed by trace id, as the producers do: a trace and its feedback share a partition
         records.append(InRecord(topic, zlib.crc32(key) % 2, offset, key, event.model_dump_json().encode()))
-    lookup_threshold = data.draw(st.sampled_from([-1, state_store.BIG_LOOKUP]))  # -1: every lookup in a thread
+    lookup_threshold = data.draw(st.sampled_from([-1, ledger_store.BIG_LOOKUP]))  # -1: every lookup in a thread
     cuts = sorted(data.draw(st.sets(st.integers(1, max(1, len(records) - 1)), max_size=4)))
     batches = [records[i:j] for i, j in zip([0, *cuts], [*cuts, len(records)], strict=True)]
 
@@ -287,11 +289,11 @@ def test_stage1_deltas_equal_the_one_by_one_ledger(tmp_path_factory, traces, fee
                 (seen.add if op[0] == "+" else seen.discard)((op[1], op[2]))
         return merged, seen
 
-    default = state_store.BIG_LOOKUP
-    state_store.BIG_LOOKUP = lookup_threshold
+    default = ledger_store.BIG_LOOKUP
+    ledger_store.BIG_LOOKUP = lookup_threshold
     try:
         merged, seen = asyncio.run(run())
     finally:
-        state_store.BIG_LOOKUP = default
+        ledger_store.BIG_LOOKUP = default
     assert merged.to_json() == expected.to_json()
     assert seen == members

@@ -4,7 +4,6 @@ commits that make their batches durable; the age of what each fetch brings; the 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from pathlib import Path
 
@@ -54,8 +53,7 @@ class ScriptedConsumer:
         self.most_at_once = max(self.most_at_once, self.committing)
         try:
             await self.release.wait()
-            with sqlite3.connect(self.stage1.db_path(0)) as db:
-                (stored,) = db.execute("SELECT next_offset FROM offsets").fetchone()
+            [stored] = (await self.stage1._dbs[0].offsets()).values()
             self.commits.append((dict(offsets), stored))
         finally:
             self.committing -= 1
