@@ -36,10 +36,10 @@ import shutil
 import struct
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import msgspec
 from rocksdict import (
@@ -59,7 +59,6 @@ from streams.worker import ledger_rows
 from streams.worker.outbox_store import OutboxStore
 from streams.worker.records import OutRecord, json_text
 
-T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _LEDGER = b"L"
@@ -70,12 +69,11 @@ _META = b"M"
 _DOUBLE = struct.Struct(">d")
 _SEQ = struct.Struct(">Q")
 
-# Above this many ids a lookup runs in a thread, and above this many rows a write, as with stage 2's SQLite
-# store. rocksdict holds the GIL through its calls, so the thread overlaps little of the loop's own work
+# Above this many ids a lookup runs in a thread, and above ``BIG_BATCH`` rows a write, as with stage 2's
+# SQLite store. rocksdict holds the GIL through its calls, so the thread overlaps little of the loop's own work
 # (a thread hop a batch is all it costs); what runs in parallel are RocksDB's flushes and compactions, on
 # its own threads, without the GIL.
 BIG_LOOKUP = 256
-BIG_BATCH = 256
 # Expiry deletes this many entries per write, taking the store's lock for each, so that a batch's
 # commit waits for at most one chunk.
 EXPIRY_CHUNK = 20_000
@@ -159,8 +157,6 @@ class LedgerStore(OutboxStore):
         self._db: Rdict | None = None
         self._write_options = WriteOptions()
         self._write_options.sync = False
-        # held by every write and by close(): a task cancelled at shutdown leaves its thread running
-        self._lock = threading.Lock()
         # held by lookups in a thread and by close(); lookups do not wait for writes (RocksDB reads are
         # consistent while a batch is written)
         self._read_lock = threading.Lock()
@@ -313,15 +309,6 @@ class LedgerStore(OutboxStore):
             batch.put(_META + k.encode(), json_text(v).encode())
         size = len(ledger or ()) + len(outbox or ())
         await self._write(size, self._apply, batch)
-
-    async def _write(self, size: int, fn: Callable[..., T], *args: Any) -> T:
-        if size > BIG_BATCH:
-            return await asyncio.to_thread(self._locked, fn, *args)
-        return self._locked(fn, *args)
-
-    def _locked(self, fn: Callable[..., T], *args: Any) -> T:
-        with self._lock:
-            return fn(*args)
 
     def _apply(self, batch: WriteBatch) -> None:
         self.db.write(batch, self._write_options)

@@ -8,16 +8,22 @@ subclasses differ in where they keep it: stage 1's ledger store in RocksDB
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from streams.worker.records import OutRecord, Sender
 
 SEQ_HEADER = "tl-seq"
 # on stage 1's delta records: the tl-seq of the same source's previous delta record (0: none)
 PREV_HEADER = "tl-prev"
+# Above this many rows a write runs in a worker thread.
+BIG_BATCH = 256
+
+T = TypeVar("T")
 
 
 class OutboxStore(ABC):
@@ -31,6 +37,9 @@ class OutboxStore(ABC):
         self.acked = 0
         # the outbox may hold records that were never sent: at open (a crash) and after a failed send
         self._unsent = True
+        # Held by every write that may run in a worker thread, and by close(): a task cancelled at shutdown
+        # leaves its thread running, and closing the store under it crashed the process.
+        self._lock = threading.Lock()
 
     @abstractmethod
     async def commit(
@@ -50,6 +59,16 @@ class OutboxStore(ABC):
     @abstractmethod
     async def acknowledge(self, upto_seq: int) -> None:
         """Delete the outbox records up to this sequence number (the broker has them)."""
+
+    async def _write(self, size: int, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn`` under the store's lock: in a worker thread when ``size`` rows exceed ``BIG_BATCH``."""
+        if size > BIG_BATCH:
+            return await asyncio.to_thread(self._locked, fn, *args)
+        return self._locked(fn, *args)
+
+    def _locked(self, fn: Callable[..., T], *args: Any) -> T:
+        with self._lock:
+            return fn(*args)
 
     async def deliver(self, send: Sender, staged: list[OutRecord] | None = None) -> None:
         """Send what the outbox holds, then delete it. ``staged`` is what the last commit wrote: when

@@ -1,19 +1,19 @@
-"""A processor's durable local state: one SQLite file per source partition.
+"""Stage 2's durable local state, in SQLite (stage 1's is :mod:`streams.worker.ledger_store`).
 
-Each micro-batch commits, in one transaction: the per-trace ledger rows it changed, the source offsets it
-consumed up to, and the records it will produce (the outbox). Records are sent after the commit and
-deleted once the broker acknowledged them; after a crash the leftover outbox is sent again (consumers
-de-duplicate by source and sequence). Consumed offsets are acknowledged to Kafka only after the commit,
-and records below the stored offsets are skipped on re-delivery, so a restart neither loses nor
-double-counts anything. WAL with synchronous=NORMAL survives a killed process (not a power cut).
+Each commit writes, in one transaction: the state it changed (the tables' JSON, SFT membership and pair
+texts), the offsets it consumed up to, and the records it will produce (the outbox, whose delivery
+:class:`streams.worker.outbox_store.OutboxStore` runs). Consumed offsets are acknowledged to Kafka only
+after the commit, and records below the stored offsets are skipped on re-delivery, so a restart neither
+loses nor double-counts anything. WAL with synchronous=NORMAL survives a killed process (not a power cut).
+The store also still reads and writes a ledger table: stage 1 kept its partitions in this layout before it
+moved to RocksDB, and :func:`streams.worker.ledger_store.import_sqlite_store` reads such a file once.
 
-Reads run on the event loop's connection (WAL: they see the last commit and never wait for a writer),
-except ledger lookups of more than ``BIG_LOOKUP`` ids, which run in a thread on a read-only connection of
-their own while the loop goes on (docs/decisions.md). Writes of more than ``BIG_BATCH`` rows run in a
-worker thread, where SQLite works without holding the GIL: under load stage 2's writes used to stall the
-loop, stage 1's batches included; small ones stay on the loop, where a thread hop would add more latency
-than the statements take (docs/decisions.md).
-Statements use multi-row forms (:mod:`streams.worker.sql_rows`), never one statement per row.
+Reads run on the event loop's connection (WAL: they see the last commit and never wait for a writer), except
+ledger lookups of more than ``BIG_LOOKUP`` ids, which run in a thread on a read-only connection of their
+own. Writes of more than ``BIG_BATCH`` rows (:mod:`streams.worker.outbox_store`) run in a worker thread,
+where SQLite works without holding the GIL; small ones stay on the loop, where a thread hop would add more
+latency than the statements take (docs/decisions.md). Statements use multi-row forms
+(:mod:`streams.worker.sql_rows`), never one statement per row.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 from learning.state.ledger import LedgerEntry
 from streams.errors import StateStoreError
@@ -36,10 +36,6 @@ from streams.worker.outbox_store import OutboxStore
 from streams.worker.records import OutRecord, json_text
 from streams.worker.sql_rows import execute_rows, transaction
 
-T = TypeVar("T")
-
-# Above this many rows a write runs in a worker thread.
-BIG_BATCH = 256
 # Above this many ids a ledger lookup runs in a thread: with a large ledger, SQLite's index search
 # (reading pages the cache does not hold) took 4 us an id on the event loop's thread
 BIG_LOOKUP = 256
@@ -121,9 +117,6 @@ class PartitionDB(OutboxStore):
         # big ledger lookups (lookup_ledger) run in a thread on this one, under _read_lock
         self._reader: sqlite3.Connection | None = None
         self._read_lock = threading.Lock()
-        # Held by every statement batch that may run in a worker thread, and by close(): a task cancelled
-        # at shutdown leaves its thread running, and closing the connection under it crashed the process.
-        self._lock = threading.Lock()
         # rows written by apply_sft_ops into the transaction that the next commit ends: that COMMIT writes
         # their pages, so they count towards running it in a thread
         self._staged_rows = 0
@@ -310,15 +303,6 @@ class PartitionDB(OutboxStore):
         await self._write(
             size, self._commit, writer, ledger, offsets, outbox, meta, drop_pairs, acknowledged, replace_outbox
         )
-
-    async def _write(self, size: int, fn: Callable[..., T], *args: Any) -> T:
-        if size > BIG_BATCH:
-            return await asyncio.to_thread(self._locked, fn, *args)
-        return self._locked(fn, *args)
-
-    def _locked(self, fn: Callable[..., T], *args: Any) -> T:
-        with self._lock:
-            return fn(*args)
 
     def _commit(
         self,
