@@ -225,3 +225,17 @@ async def test_a_reopened_store_keeps_its_bloom_filter(tmp_path):
     newest = max(path.glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1]))
     policies = [line.strip() for line in newest.read_text().splitlines() if line.strip().startswith("filter_policy=")]
     assert policies and all(p.startswith("filter_policy=bloomfilter") for p in policies), policies
+
+
+async def test_acknowledged_outbox_records_are_deleted_one_by_one(tmp_path):
+    """A range deletion a batch stayed in the memtable and every read checked them all: the routing
+    latency's p99 grew from 150 to 500 ms over 20 s at 1,000 traces/s. Acknowledging must write point
+    deletions (RocksDB counts those; it does not count range deletions)."""
+    store = await LedgerStore(tmp_path / "p0.rocks").open()
+    for i in range(10):
+        [record] = store.stage([OutRecord("deltas", None, f"v{i}".encode())])
+        await store.commit(outbox=[record])
+        await store.acknowledge(record.seq)
+    assert store.db.property_int_value("rocksdb.num-deletes-active-mem-table") == 10
+    assert await store.pending() == []
+    await store.close()
