@@ -404,17 +404,18 @@ async def import_sqlite_store(path: Path, store: LedgerStore) -> int:
 
     old = await PartitionDB(path).open()
     try:
-        rows = await old.ledger_rows()
-        for start in range(0, len(rows), _IMPORT_CHUNK):
-            await store.commit(ledger=rows[start : start + _IMPORT_CHUNK])
+        copied = 0
+        for rows in old.ledger_row_chunks(_IMPORT_CHUNK):
+            await store.commit(ledger=rows)
+            copied += len(rows)
         meta = await old.meta()
         await store.commit(offsets=await old.offsets(), outbox=await old.pending(), meta=meta, replace_outbox=True)
         await store.adopt(old.source_id, old.next_seq)
     finally:
         await old.close()
     old.delete_files()
-    log.info("imported %d ledger entries from the SQLite store %s into %s", len(rows), path, store.path)
-    return len(rows)
+    log.info("imported %d ledger entries from the SQLite store %s into %s", copied, path, store.path)
+    return copied
 
 
 def peek_offsets(path: Path) -> dict[tuple[str, int], int]:

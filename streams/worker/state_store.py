@@ -23,7 +23,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -360,9 +360,14 @@ class PartitionDB(OutboxStore):
 
     async def ledger_rows(self) -> list[tuple[Any, ...]]:
         """Every ledger row, as :func:`streams.worker.ledger_rows.to_row` builds them (for a snapshot)."""
-        rows = self.db.execute(f"SELECT {', '.join(ledger_rows.COLUMNS)} FROM ledger").fetchall()
+        return [row for chunk in self.ledger_row_chunks(10_000) for row in chunk]
+
+    def ledger_row_chunks(self, size: int) -> Iterator[list[tuple[Any, ...]]]:
+        """The ledger rows, ``size`` at a time (a ledger of millions does not fit in memory as tuples)."""
+        cursor = self.db.execute(f"SELECT {', '.join(ledger_rows.COLUMNS)} FROM ledger")
         nan = ledger_rows.NULL
-        return [tuple(nan if v is None else v for v in row) for row in rows]
+        while rows := cursor.fetchmany(size):
+            yield [tuple(nan if v is None else v for v in row) for row in rows]
 
     async def sft_rows(self) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         """Every SFT member (pair_id, trace_id, started_at, model, agent, feedback) and every pair's text
