@@ -63,7 +63,7 @@ async def run(args: argparse.Namespace) -> None:
     n = len(records) - 8
     print(
         f"stage 1 alone: {n / seconds:,.0f} traces/s ({n:,} in {seconds:.1f} s); "
-        f"event loop thread CPU {loop_cpu / n * 1e6:.1f} us/trace, other threads (SQLite) {other_cpu / n * 1e6:.1f}"
+        f"event loop thread CPU {loop_cpu / n * 1e6:.1f} us/trace, other threads {other_cpu / n * 1e6:.1f}"
     )
     if profiler:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
