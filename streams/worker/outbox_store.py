@@ -13,7 +13,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from streams.worker.records import OutRecord, Sender
 
@@ -24,6 +24,17 @@ PREV_HEADER = "tl-prev"
 BIG_BATCH = 256
 
 T = TypeVar("T")
+
+
+class CheckpointFields(Protocol):
+    """What both stages' changelog checkpoints carry for the store they restore."""
+
+    @property
+    def source_id(self) -> str: ...
+    @property
+    def next_seq(self) -> int: ...
+    @property
+    def offsets(self) -> list[tuple[str, int, int]]: ...
 
 
 class OutboxStore(ABC):
@@ -98,21 +109,19 @@ class OutboxStore(ABC):
 
     async def restore_checkpoint(
         self,
-        source_id: str,
-        next_seq: int,
-        offsets: Iterable[tuple[str, int, int]],
+        checkpoint: CheckpointFields,
         outbox: Iterable[tuple[int, str, bytes | None, bytes | None, str]],
         meta: dict[str, Any],
     ) -> None:
         """Take a changelog's checkpoint as this store's own: its identity and numbering, its input offsets
         (topic, partition, next offset), the outbox records it did not know acknowledged (seq, topic, key,
         value, headers as JSON text) and ``meta``."""
-        await self.adopt(source_id, next_seq)
+        await self.adopt(checkpoint.source_id, checkpoint.next_seq)
         records = [
             OutRecord(topic, key, value, OutRecord.headers_from_json(headers), seq)
             for seq, topic, key, value, headers in sorted(outbox)
         ]
-        positions = {(topic, part): offset for topic, part, offset in offsets}
+        positions = {(topic, part): offset for topic, part, offset in checkpoint.offsets}
         await self.commit(offsets=positions, outbox=records, meta=meta)
 
     async def adopt(self, source_id: str, next_seq: int) -> None:

@@ -363,13 +363,7 @@ class Stage1:
             restored = await replay(changelog.read(partition, until), apply_rows)
         checkpoint = restored.checkpoint
         if checkpoint is not None:
-            await db.restore_checkpoint(
-                checkpoint.source_id,
-                checkpoint.next_seq,
-                checkpoint.offsets,
-                restored.outbox.values(),
-                {LAST_DELTA_KEY: checkpoint.last_delta},
-            )
+            await db.restore_checkpoint(checkpoint, restored.outbox.values(), {LAST_DELTA_KEY: checkpoint.last_delta})
         log.info(
             "stage 1 partition %d: restored %d ledger entries from %d changelog records in %.1f s",
             partition,

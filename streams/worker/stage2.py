@@ -225,13 +225,7 @@ class Stage2:
             restored = await replay(changelog.read(0, until), apply)
         checkpoint = restored.checkpoint
         if checkpoint is not None:
-            await db.restore_checkpoint(
-                checkpoint.source_id,
-                checkpoint.next_seq,
-                checkpoint.offsets,
-                restored.outbox.values(),
-                {STATE_KEY: checkpoint.state},
-            )
+            await db.restore_checkpoint(checkpoint, restored.outbox.values(), {STATE_KEY: checkpoint.state})
         log.info(
             "stage 2: restored its state and %d SFT members from %d changelog records in %.1f s",
             restored.members,
