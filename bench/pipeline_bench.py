@@ -470,6 +470,10 @@ def main() -> None:
                     drain(url, produced, worker)
                     rss.append((produced, rss_mib(worker.pid)))
                 rows.append(("worker RSS by traces processed", ", ".join(f"{n:,}: {m:.0f} MiB" for n, m in rss)))
+            # each of its partitions once at start; any more is a rebalance (a member taken for lost)
+            taken = [metric(url, f'tracelearn_takeovers_total{{stage="{stage}"}}') for stage in ("stage1", "stage2")]
+            taken_row = " / ".join(f"{n:.0f}" for n in taken)
+            rows.append(("partitions taken over, stage 1 / stage 2 (once each at start)", taken_row))
         except Exception:
             print(f"--- worker log (last lines) ---\n{log.read_text(errors='replace')[-4000:]}", flush=True)
             raise

@@ -22,6 +22,12 @@ KAFKA_FETCH_WAIT_MS = 500
 # of every batch the partition holds: with 20 ms, stage 1's fetch of its eight growing partitions came
 # back with some of them left out (docs/decisions.md). Stage 1 nearly always finds records at once.
 EMBEDDED_STAGE1_FETCH_WAIT_MS = 100
+# Tansu holds every JoinGroup for half the session timeout, in whole seconds, and a worker's two groups
+# each join once at start: with Kafka's 6 s that alone was 3 s of a 5 s start. A start, and the detection
+# of a lost worker, follow this number (docs/decisions.md). Kafka refuses a session under its
+# group.min.session.timeout.ms (6 s unless its operator lowered it).
+EMBEDDED_SESSION_TIMEOUT = 2.0
+KAFKA_SESSION_TIMEOUT = 6.0
 
 
 class Settings(BaseSettings):
@@ -86,9 +92,15 @@ class Settings(BaseSettings):
         ge=10_000,
         description="largest delta message stage 1 builds (records up to twice this are sent)",
     )
-    session_timeout: float = Field(default=6.0, gt=0, description="seconds a silent group member keeps its partitions")
+    session_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="seconds a silent group member keeps its partitions; unset: 2 against the embedded broker, else 6",
+    )
     rebalance_timeout: float = Field(default=6.0, gt=0, description="seconds a rebalance waits for members")
-    heartbeat_interval: float = Field(default=1.0, gt=0, description="seconds between group heartbeats")
+    heartbeat_interval: float | None = Field(
+        default=None, gt=0, description="seconds between group heartbeats; unset: a quarter of the session, at most 1"
+    )
 
     # -- learning --------------------------------------------------------------------------------
     min_quality: float = Field(
@@ -153,6 +165,11 @@ class Settings(BaseSettings):
         check_rule(self.ranking_rule, self.half_life_seconds)
         if self.sasl_mechanism and not self.security_protocol.startswith("SASL"):
             raise ConfigError("sasl_mechanism needs security_protocol SASL_PLAINTEXT or SASL_SSL")
+        if self.heartbeat_interval_s >= self.session_timeout_s:
+            raise ConfigError(
+                f"heartbeat_interval ({self.heartbeat_interval_s} s) must be shorter than the session timeout "
+                f"({self.session_timeout_s} s)"
+            )
         return self
 
     # -- derived ---------------------------------------------------------------------------------
@@ -166,6 +183,19 @@ class Settings(BaseSettings):
     def stage1_fetch_wait_ms(self) -> int:
         """Stage 1's fetch wait: its own configured one, else the consumers' (resolved the same way)."""
         return self.fetch_wait_ms if self.stage1_fetch_max_wait_ms is None else self.stage1_fetch_max_wait_ms
+
+    @property
+    def session_timeout_s(self) -> float:
+        """The groups' session timeout: the configured one, else Kafka's (resolved for the embedded broker
+        the same way as the fetch wait)."""
+        return KAFKA_SESSION_TIMEOUT if self.session_timeout is None else self.session_timeout
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """The configured heartbeat interval, else a quarter of the session timeout, at most a second."""
+        if self.heartbeat_interval is not None:
+            return self.heartbeat_interval
+        return min(1.0, self.session_timeout_s / 4)
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"

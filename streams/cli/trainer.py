@@ -23,15 +23,17 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_trainer(args: argparse.Namespace) -> int:
+    from streams.kafka.topics import for_broker
     from streams.trainer.service import TrainerService
 
     check_environment(os.environ, service="trainer")
     settings = _settings(args)
     if not settings.bootstrap_servers:
         raise ConfigError("the trainer needs Kafka: set TRACELEARN_BOOTSTRAP_SERVERS or --bootstrap-servers")
-    service = TrainerService(settings)
 
     async def main() -> None:
+        # its group joins are held like the worker's on the embedded broker: the same session timeout
+        service = TrainerService(await for_broker(settings))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, service.stop)

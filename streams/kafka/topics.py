@@ -13,7 +13,13 @@ from aiokafka.errors import KafkaError
 from streams.errors import TopicError
 from streams.kafka.broker import EMBEDDED_CLUSTER_ID
 from streams.kafka.client import client_kwargs
-from streams.settings import EMBEDDED_FETCH_WAIT_MS, EMBEDDED_STAGE1_FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS, Settings
+from streams.settings import (
+    EMBEDDED_FETCH_WAIT_MS,
+    EMBEDDED_SESSION_TIMEOUT,
+    EMBEDDED_STAGE1_FETCH_WAIT_MS,
+    KAFKA_FETCH_WAIT_MS,
+    Settings,
+)
 
 log = logging.getLogger(__name__)
 TOPIC_EXISTS = 36
@@ -161,12 +167,15 @@ async def _check_compaction(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) 
 
 
 async def for_broker(settings: Settings) -> Settings:
-    """``settings`` with an unset fetch wait resolved for the broker they point at: short for the embedded
-    broker (it answers a waiting fetch only when the wait ends), Kafka's default for any other. Against the
-    embedded broker stage 1 gets a longer one of its own: there the wait also bounds the broker's reading
-    of a fetch's partitions. An explicit fetch wait is kept, and stage 1 then shares it unless it has its
-    own."""
-    if settings.fetch_max_wait_ms is not None:
+    """``settings`` with the unset broker-dependent ones resolved for the broker they point at.
+
+    The fetch wait: short for the embedded broker (it answers a waiting fetch only when the wait ends),
+    Kafka's default for any other. Against the embedded broker stage 1 gets a longer one of its own: there
+    the wait also bounds the broker's reading of a fetch's partitions. An explicit fetch wait is kept, and
+    stage 1 then shares it unless it has its own. The session timeout: short for the embedded broker (it
+    holds every group join for half of it), Kafka's default for any other, or when an explicit heartbeat
+    interval needs a longer one."""
+    if settings.fetch_max_wait_ms is not None and settings.session_timeout is not None:
         return settings
     admin = AIOKafkaAdminClient(**client_kwargs(settings))
     await admin.start()
@@ -175,10 +184,15 @@ async def for_broker(settings: Settings) -> Settings:
     finally:
         await admin.close()
     embedded = cluster.get("cluster_id") == EMBEDDED_CLUSTER_ID
-    update: dict[str, int] = {"fetch_max_wait_ms": EMBEDDED_FETCH_WAIT_MS if embedded else KAFKA_FETCH_WAIT_MS}
-    if embedded and settings.stage1_fetch_max_wait_ms is None:
-        update["stage1_fetch_max_wait_ms"] = EMBEDDED_STAGE1_FETCH_WAIT_MS
-    log.debug("fetch waits %s (%s broker)", update, "embedded" if embedded else "Kafka")
+    update: dict[str, float] = {}
+    if settings.fetch_max_wait_ms is None:
+        update["fetch_max_wait_ms"] = EMBEDDED_FETCH_WAIT_MS if embedded else KAFKA_FETCH_WAIT_MS
+        if embedded and settings.stage1_fetch_max_wait_ms is None:
+            update["stage1_fetch_max_wait_ms"] = EMBEDDED_STAGE1_FETCH_WAIT_MS
+    heartbeat = settings.heartbeat_interval
+    if settings.session_timeout is None and embedded and (heartbeat is None or heartbeat < EMBEDDED_SESSION_TIMEOUT):
+        update["session_timeout"] = EMBEDDED_SESSION_TIMEOUT
+    log.debug("resolved %s (%s broker)", update, "embedded" if embedded else "Kafka")
     return settings.model_copy(update=update)
 
 

@@ -433,8 +433,8 @@ class TrainerService:
             group_id=f"{s.app_id}-trainer",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            session_timeout_ms=int(s.session_timeout * 1000),
-            heartbeat_interval_ms=int(s.heartbeat_interval * 1000),
+            session_timeout_ms=int(s.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
             rebalance_timeout_ms=int(s.rebalance_timeout * 1000),
         )
         await consumer.start()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
 
 import faust
+from faust.tables import TableManager
 from faust.types import TP, EventT, TransportT
 from faust.web import Request, Response, View
 
@@ -28,13 +29,27 @@ log = logging.getLogger(__name__)
 LOCAL_QUEUE = 256
 
 
+class NoTablesManager(TableManager):
+    """Faust's table manager, without the second it sleeps at start for late tables to register.
+
+    This app has no Faust tables (its state is in its own stores), and that sleep came before Faust's
+    consumer subscribed: stage 2's group joined a second after stage 1's."""
+
+    async def on_start(self) -> None:
+        await self._update_channels()
+        await self.recovery.start()
+
+
 class TracelearnApp(faust.App):
     """A Faust app whose worker consumer uses :class:`TunedTransport`."""
 
     fetch_max_wait_ms: int = 1500
-    # started with the app, before Faust's own consumer joins its group: Faust starts its tasks only after
-    # that join, and two joins one after the other doubled the start-up time
+    # begun with the app, before Faust's own consumer joins its group (the embedded broker holds each join
+    # for half the session timeout: two joins one after the other doubled the start-up time)
     early: list[Callable[[], None]]
+    # run once the app's services started, not after Faust's own group join as its tasks are: stage 1 has
+    # a group of its own, and waiting for stage 2's made its first batch wait for both joins
+    independent: list[Callable[[], Awaitable[None]]]
 
     def _new_transport(self) -> TransportT:
         return TunedTransport(self.conf.broker_consumer, self)
@@ -43,6 +58,11 @@ class TracelearnApp(faust.App):
         await super().on_start()
         for begin in getattr(self, "early", ()):
             begin()
+
+    async def on_started(self) -> None:
+        for run in getattr(self, "independent", ()):
+            self.add_future(run())
+        await super().on_started()
 
 
 def _credentials(settings: Settings) -> Any:
@@ -88,6 +108,7 @@ class Pipeline:
             broker=[f"kafka://{server}" for server in settings.servers()],
             broker_credentials=_credentials(settings),
             store="memory://",
+            TableManager=NoTablesManager,
             # Faust's own directory (default: "<app id>-data" in the working directory) beside our state
             datadir=str(settings.state_dir / "faust"),
             key_serializer="raw",
@@ -95,9 +116,9 @@ class Pipeline:
             topic_allow_declare=False,
             topic_disable_leader=True,
             consumer_auto_offset_reset="earliest",
-            broker_session_timeout=settings.session_timeout,
+            broker_session_timeout=settings.session_timeout_s,
             broker_rebalance_timeout=settings.rebalance_timeout,
-            broker_heartbeat_interval=settings.heartbeat_interval,
+            broker_heartbeat_interval=settings.heartbeat_interval_s,
             broker_max_poll_records=settings.batch_max,
             stream_buffer_maxsize=max(4096, settings.batch_max * 2),
             consumer_max_fetch_size=4 * 1024 * 1024,
@@ -115,6 +136,7 @@ class Pipeline:
             stage2_changelog = ChangelogIO(settings, self.send_for_offsets, settings.stage2_changelog_topic)
         self.stage1 = Stage1(settings, self.send, self.metrics, changelog=changelog)
         self.stage2 = Stage2(settings, self.send, self.metrics, enqueue=self.enqueue, changelog=stage2_changelog)
+        self.stage1_consumer = Stage1Consumer(settings, self.stage1, self.metrics)
         # committed delta batches on their way from stage 1 to stage 2 in this process; bounded, because
         # whatever does not fit still arrives through the deltas topic
         self.local_deltas: asyncio.Queue[list[OutRecord]] = asyncio.Queue(maxsize=LOCAL_QUEUE)
@@ -146,12 +168,9 @@ class Pipeline:
         app, settings = self.app, self.settings
         deltas = app.topic(settings.deltas_topic, key_type=bytes, value_type=bytes)
         stage2, metrics = self.stage2, self.metrics
-        stage1_consumer = Stage1Consumer(settings, self.stage1, metrics)
+        stage1_consumer = self.stage1_consumer
         app.early = [stage1_consumer.begin]
-
-        @app.task  # type: ignore[untyped-decorator]  # Faust's decorators carry no types
-        async def stage1_loop() -> None:
-            await stage1_consumer.run()
+        app.independent = [stage1_consumer.run]
 
         @app.agent(deltas, name="tracelearn.stage2")
         async def stage2_agent(stream: faust.StreamT[bytes]) -> None:
@@ -160,7 +179,7 @@ class Pipeline:
             async for events in batches:
                 await stage2.process([to_record(e) for e in events])
 
-        @app.task  # type: ignore[untyped-decorator]
+        @app.task  # type: ignore[untyped-decorator]  # Faust's decorators carry no types
         async def stage2_local() -> None:
             queue = self.local_deltas
             while True:

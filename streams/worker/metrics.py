@@ -110,9 +110,16 @@ class WorkerMetrics:
             ["stage"],
             registry=r,
         )
-        for stage in ("stage1", "stage2"):  # both series exist from the start, at zero
+        self.takeovers = Counter(
+            "tracelearn_takeovers",
+            "Partitions this worker took over: its start, and every rebalance that moved one here",
+            ["stage"],
+            registry=r,
+        )
+        for stage in ("stage1", "stage2"):  # the series exist from the start, at zero
             self.restored.labels(stage)
             self.restoring.labels(stage)
+            self.takeovers.labels(stage)
         self.fenced = Counter(
             "tracelearn_stage2_fenced_deltas",
             "Delta records dropped because a newer owner of their stage-1 partition took it over",

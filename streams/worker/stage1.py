@@ -343,6 +343,7 @@ class Stage1:
         outbox = [with_epoch(r, epoch) for r in await db.pending()]
         await db.commit(meta={CHANGELOG_KEY: last}, outbox=outbox, replace_outbox=True)
         log.info("stage 1 partition %d: taken over at epoch %d (changelog offset %d)", partition, epoch, mark)
+        self.metrics.takeovers.labels("stage1").inc()
         return db
 
     async def _restore(

@@ -2,9 +2,10 @@
 
 Faust's per-event stream machinery costs more than stage 1's own work per trace (the benchmark's naive
 agent), so stage 1 reads whole fetches with ``getmany`` and hands them to :class:`Stage1` as one batch.
-It runs as a task of the worker's Faust app, in its own consumer group. Stage 1 keeps batches in
+It runs in the worker's Faust app as soon as the app's services started (not as a Faust task: those wait
+for Faust's own group join), in its own consumer group. Stage 1 keeps batches in
 flight (one being written, one being sent, while the next one is prepared); a batch's offsets are
-committed to Kafka only after its SQLite transaction committed (its records are then in the outbox,
+committed to Kafka only after its store's write committed (its records are then in the outbox,
 which a restart sends first), that is after the next ``submit`` (or an idle ``settle``, which also waits
 for the sends). That commit runs while the loop goes on with the next fetch: it is a broker round trip per
 batch, and awaiting it took 7% of a drain. The per-partition stored offsets make a re-delivery after a
@@ -76,9 +77,9 @@ class Stage1Consumer:
             max_poll_records=s.batch_max,
             max_partition_fetch_bytes=4 * 1024 * 1024,
             fetch_max_bytes=32 * 1024 * 1024,
-            session_timeout_ms=int(s.session_timeout * 1000),
+            session_timeout_ms=int(s.session_timeout_s * 1000),
             rebalance_timeout_ms=int(s.rebalance_timeout * 1000),
-            heartbeat_interval_ms=int(s.heartbeat_interval * 1000),
+            heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
         )
 
     def begin(self) -> None:

@@ -207,6 +207,7 @@ class Stage2:
         self._logged_outbox = [r.seq for r in await db.pending()]
         await db.commit(meta={CHANGELOG_KEY: last})
         log.info("stage 2: taken over at epoch %d (changelog offset %d)", epoch, mark)
+        self.metrics.takeovers.labels("stage2").inc()
         return db
 
     async def _restore(self, db: PartitionDB, changelog: ChangelogIO, until: int) -> tuple[PartitionDB, int]:

@@ -85,7 +85,7 @@ async def test_random_losses_pauses_and_joins_change_nothing(settings: Settings,
             if action == "lose":
                 hosts.lose(name)
             elif action == "pause":
-                await hosts.pause(name, settings.session_timeout + 2)
+                await hosts.pause(name, settings.session_timeout_s + 2)
             else:
                 name = hosts.join()
             actions.append(f"round {number}: {action} {name}")

@@ -15,7 +15,13 @@ from streams.errors import TopicError
 from streams.kafka.broker import EmbeddedBroker
 from streams.kafka.client import client_kwargs, seek_to_start, topic_partitions
 from streams.kafka.topics import ensure_topics, for_broker
-from streams.settings import EMBEDDED_FETCH_WAIT_MS, EMBEDDED_STAGE1_FETCH_WAIT_MS, KAFKA_FETCH_WAIT_MS
+from streams.settings import (
+    EMBEDDED_FETCH_WAIT_MS,
+    EMBEDDED_SESSION_TIMEOUT,
+    EMBEDDED_STAGE1_FETCH_WAIT_MS,
+    KAFKA_FETCH_WAIT_MS,
+    KAFKA_SESSION_TIMEOUT,
+)
 from streams.worker.service import prepare_topics
 
 pytestmark = pytest.mark.integration
@@ -83,9 +89,27 @@ async def test_the_fetch_wait_is_resolved_for_the_broker(settings):
     own = await for_broker(settings.model_copy(update={"stage1_fetch_max_wait_ms": 45}))
     assert (own.fetch_wait_ms, own.stage1_fetch_wait_ms) == (EMBEDDED_FETCH_WAIT_MS, 45)
     # an explicit wait is kept, without asking any broker (nothing listens on port 1), and stage 1 shares it
-    explicit = settings.model_copy(update={"bootstrap_servers": "127.0.0.1:1", "fetch_max_wait_ms": 37})
+    explicit = settings.model_copy(
+        update={"bootstrap_servers": "127.0.0.1:1", "fetch_max_wait_ms": 37, "session_timeout": 9.0}
+    )
     assert (await for_broker(explicit)).fetch_max_wait_ms == 37
     assert (await for_broker(explicit)).stage1_fetch_wait_ms == 37
+    assert (await for_broker(explicit)).session_timeout_s == 9.0
+
+
+async def test_the_session_timeout_is_resolved_for_the_broker(settings):
+    unset = settings.model_copy(update={"session_timeout": None, "heartbeat_interval": None})
+    resolved = await for_broker(unset)
+    # the embedded broker holds every group join for half the session timeout: a short one
+    assert (resolved.session_timeout_s, resolved.heartbeat_interval_s) == (EMBEDDED_SESSION_TIMEOUT, 0.5)
+    # an explicit heartbeat that fits in it is kept; one that does not keeps Kafka's session timeout
+    fits = await for_broker(unset.model_copy(update={"heartbeat_interval": 1.5}))
+    assert (fits.session_timeout_s, fits.heartbeat_interval_s) == (EMBEDDED_SESSION_TIMEOUT, 1.5)
+    slow = await for_broker(unset.model_copy(update={"heartbeat_interval": 3.0}))
+    assert (slow.session_timeout_s, slow.heartbeat_interval_s) == (KAFKA_SESSION_TIMEOUT, 3.0)
+    # an explicit session timeout is kept
+    kept = await for_broker(unset.model_copy(update={"session_timeout": 4.0}))
+    assert (kept.session_timeout_s, kept.heartbeat_interval_s) == (4.0, 1.0)
 
 
 async def test_any_other_broker_gets_kafkas_fetch_wait(settings):
@@ -96,6 +120,8 @@ async def test_any_other_broker_gets_kafkas_fetch_wait(settings):
     # Kafka answers as soon as records arrive: stage 1 needs no wait of its own
     assert resolved.stage1_fetch_max_wait_ms is None
     assert resolved.stage1_fetch_wait_ms == KAFKA_FETCH_WAIT_MS
+    # Kafka refuses sessions under its group.min.session.timeout.ms (6 s by default)
+    assert (resolved.session_timeout_s, resolved.heartbeat_interval_s) == (KAFKA_SESSION_TIMEOUT, 1.0)
 
 
 async def _create(settings, name: str, partitions: int, config: dict[str, str] | None = None) -> None:

@@ -29,6 +29,11 @@ def test_bad_settings_are_named():
         Settings(ranking_rule="decayed", half_life_seconds="")
     with pytest.raises(ValidationError, match="sasl_mechanism"):
         Settings(sasl_mechanism="PLAIN")
+    # a member whose heartbeats come no faster than its session ends would lose its partitions
+    with pytest.raises(ValidationError, match="heartbeat_interval"):
+        Settings(session_timeout=2, heartbeat_interval=2)
+    with pytest.raises(ValidationError, match="heartbeat_interval"):
+        Settings(heartbeat_interval=6)
     assert Settings(bootstrap_servers="  ").bootstrap_servers is None
     assert Settings(half_life_seconds="none").half_life_seconds is None
 

@@ -168,6 +168,8 @@ async def test_a_current_local_store_skips_the_restore_and_a_stale_one_does_not(
     await restarted.process([trace_record(settings, 3, "t3")])
     await restarted.close()
     assert restarted_metrics.restored.labels("stage1")._value.get() == 0
+    # a restart takes the partition over again (a new epoch), whether it restores or not
+    assert restarted_metrics.takeovers.labels("stage1")._value.get() == 1
     # the partition spends a while on another host: this host's copy is stale when it comes back
     away = Stage1(settings_for(settings, "away"), Sink(), WorkerMetrics(), changelog=changelog)
     await away.process([trace_record(settings, 4, "t4")])
@@ -177,6 +179,7 @@ async def test_a_current_local_store_skips_the_restore_and_a_stale_one_does_not(
     await back.process([trace_record(settings, 5, "t5")])
     await back.close()
     assert back_metrics.restored.labels("stage1")._value.get() == 5  # t0-t4, from the changelog
+    assert back_metrics.takeovers.labels("stage1")._value.get() == 1
     assert set((await back_ledger(home)).keys()) == {f"t{i}" for i in range(6)}
 
 

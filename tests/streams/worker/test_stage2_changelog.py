@@ -201,6 +201,7 @@ async def test_a_current_local_store_skips_the_restore_and_a_stale_one_does_not(
     await restarted.process(deltas[3:5])
     await restarted.close()
     assert restarted_metrics.restored.labels("stage2")._value.get() == 0
+    assert restarted_metrics.takeovers.labels("stage2")._value.get() == 1
     # the partition spends a while on another host: this host's copy is stale when it comes back
     away = Stage2(settings_for(settings, "away"), Sink(), WorkerMetrics(), changelog=changelog)
     await away.process(deltas[5:7])
