@@ -1,12 +1,13 @@
 """A host lost: from the kill to the other worker having every trace counted, and where the time goes.
 
-    .venv/bin/python bench/failover_bench.py [--before 20000] [--after 5000] [--runs 3]
+    .venv/bin/python bench/failover_bench.py [--before 20000] [--after 5000] [--runs 3] [--standby 0,1]
 
 Against the embedded broker: two workers with state directories of their own share the traffic; once
 ``--before`` traces are counted, the worker that does not merge the deltas is killed (SIGKILL) and its state
 directory deleted, and ``--after`` more traces are produced. Prints, from the kill: when the survivor was
 given the lost partitions (the group's detection), when it had taken the last of them over (restored from
-the changelog), and when the routing tables counted every trace.
+the changelog, or caught up from a warm copy with ``--standby 1``), and when the routing tables counted
+every trace.
 """
 
 from __future__ import annotations
@@ -57,8 +58,10 @@ async def counted(settings: Settings, total: int, timeout: float = 180) -> float
     return time.time() if ok else float("nan")
 
 
-def one_run(bootstrap: str, before: int, after: int, tmp: Path, run: int) -> dict[str, float]:
-    base = pipeline_settings(bootstrap, tmp / f"r{run}" / "a", topic_prefix=f"fo{run}", app_id=f"tracelearn-fo{run}")
+def one_run(bootstrap: str, before: int, after: int, tmp: Path, run: int, standby: int) -> dict[str, float]:
+    base = pipeline_settings(
+        bootstrap, tmp / f"r{run}" / "a", topic_prefix=f"fo{run}", app_id=f"tracelearn-fo{run}"
+    ).model_copy(update={"standby_replicas": standby})
     hosts = {}
     for name in ("a", "b"):
         settings = base.model_copy(update={"state_dir": tmp / f"r{run}" / name, "web_port": free_port()})
@@ -101,10 +104,19 @@ def main() -> None:
     parser.add_argument("--before", type=int, default=20_000)
     parser.add_argument("--after", type=int, default=5_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--standby", default="0", help="standby replicas, comma-separated: each run tries every value in turn"
+    )
     args = parser.parse_args()
+    standbys = [int(n) for n in args.standby.split(",")]
+    plan = [(i, n) for i in range(args.runs) for n in standbys]
     with EmbeddedBroker(free_port()) as broker, tempfile.TemporaryDirectory() as tmp:
-        runs = [one_run(broker.bootstrap, args.before, args.after, Path(tmp), i) for i in range(args.runs)]
-    print("\n| seconds from the kill | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " |")
+        runs = [one_run(broker.bootstrap, args.before, args.after, Path(tmp), k, n) for k, (_, n) in enumerate(plan)]
+    print(
+        "\n| seconds from the kill | "
+        + " | ".join(f"run {i + 1}" + (f", {n} standby" if len(standbys) > 1 else "") for i, n in plan)
+        + " |"
+    )
     print("|---|" + "---|" * len(runs))
     for name in runs[0]:
         print(f"| {name} | " + " | ".join(f"{run[name]:.2f}" for run in runs) + " |")

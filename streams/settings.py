@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         default=True,
         description="keep the worker's state in changelog topics too, so that any worker can take a partition over",
     )
+    standby_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="other workers that keep a warm copy of each stage-1 partition, for a quick takeover",
+    )
     local_stage2: bool = Field(
         default=True, description="stage 2 also takes its own process's deltas without the broker's round trip"
     )

@@ -22,6 +22,7 @@ from streams.worker.records import InRecord, OutRecord
 from streams.worker.stage1 import Stage1
 from streams.worker.stage1_consumer import Stage1Consumer
 from streams.worker.stage2 import Stage2
+from streams.worker.standby import Standby
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,11 @@ class Pipeline:
             stage2_changelog = ChangelogIO(settings, self.send_for_offsets, settings.stage2_changelog_topic)
         self.stage1 = Stage1(settings, self.send, self.metrics, changelog=changelog)
         self.stage2 = Stage2(settings, self.send, self.metrics, enqueue=self.enqueue, changelog=stage2_changelog)
-        self.stage1_consumer = Stage1Consumer(settings, self.stage1, self.metrics)
+        self.standby: Standby | None = None
+        if changelog is not None and settings.standby_replicas > 0:
+            self.standby = Standby(settings, self.metrics, self.stage1.db_path)
+            self.stage1.before_open = self.standby.release
+        self.stage1_consumer = Stage1Consumer(settings, self.stage1, self.metrics, self.standby)
         # committed delta batches on their way from stage 1 to stage 2 in this process; bounded, because
         # whatever does not fit still arrives through the deltas topic
         self.local_deltas: asyncio.Queue[list[OutRecord]] = asyncio.Queue(maxsize=LOCAL_QUEUE)
@@ -171,6 +176,9 @@ class Pipeline:
         stage1_consumer = self.stage1_consumer
         app.early = [stage1_consumer.begin]
         app.independent = [stage1_consumer.run]
+        standby = self.standby
+        if standby is not None:
+            app.independent.append(standby.run)
 
         @app.agent(deltas, name="tracelearn.stage2")
         async def stage2_agent(stream: faust.StreamT[bytes]) -> None:
@@ -213,6 +221,8 @@ class Pipeline:
         async def before_shutdown(app: faust.App, /, *args: Any, **kwargs: Any) -> None:
             # Faust stops its producer after this signal: the batch in flight must be sent first, and
             # stage 2's last sends acknowledged (else its outbox sends them again at the next start)
+            if standby is not None:
+                standby.stop()
             await stage1_consumer.stop()
             await stage2.settle()
 

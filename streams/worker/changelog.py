@@ -71,6 +71,14 @@ _decode_batch = msgspec.msgpack.Decoder(Batch).decode
 _decode_takeover = msgspec.msgpack.Decoder(Takeover).decode
 
 
+def decode_batch(value: bytes) -> Batch:
+    return _decode_batch(zlib.decompress(value))
+
+
+def decode_checkpoint(value: bytes) -> Checkpoint:
+    return _decode_checkpoint(value)
+
+
 _last_epoch = 0
 
 
@@ -200,9 +208,9 @@ async def replay(
         if epoch < restored.epoch:
             continue
         if key == BATCH:
-            held.append(_decode_batch(zlib.decompress(record.value)))
+            held.append(decode_batch(record.value))
         elif key == MARKER:
-            checkpoint = _decode_checkpoint(record.value)
+            checkpoint = decode_checkpoint(record.value)
             for batch in held:
                 if batch.rows:
                     await apply_rows(batch.rows)

@@ -38,27 +38,18 @@ class ChangelogIO:
             return record
         return None
 
-    async def read(self, partition: int, until: int) -> AsyncIterator[Any]:
-        """The partition's records from its first up to (not including) offset ``until``.
+    async def read(self, partition: int, until: int, start: int = 0) -> AsyncIterator[Any]:
+        """The partition's records from offset ``start`` (its first) up to (not including) ``until``.
 
         ``until`` comes from a write's acknowledgement, so the reader needs no end-offset request.
         """
-        async for record in self._records(partition, 0, until):
+        async for record in self._records(partition, start, until):
             yield record
 
     async def _records(self, partition: int, start: int, until: int) -> AsyncIterator[Any]:
         if until <= start:
             return
-        s = self.settings
-        consumer = AIOKafkaConsumer(
-            **client_kwargs(s),
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=s.fetch_wait_ms,
-            max_partition_fetch_bytes=16 * 1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024,
-        )
+        consumer = changelog_consumer(self.settings)
         await consumer.start()
         try:
             tp = TopicPartition(self.name, partition)
@@ -78,6 +69,20 @@ class ChangelogIO:
                     return  # the records before ``until`` are gone (retention): nothing more to read
         finally:
             await consumer.stop()
+
+
+def changelog_consumer(settings: Settings) -> AIOKafkaConsumer:
+    """A consumer outside any group for reading changelog partitions it is assigned, in big fetches; a
+    record that retention removed makes it go on at the first one kept ("earliest")."""
+    return AIOKafkaConsumer(
+        **client_kwargs(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.fetch_wait_ms,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
 
 
 class RestoreProgress:

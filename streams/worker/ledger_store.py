@@ -63,6 +63,11 @@ from streams.worker.records import OutRecord, json_text
 
 log = logging.getLogger(__name__)
 
+# meta key: the outbox number of the last delta record, so that the chain of tl-prev links survives a restart
+LAST_DELTA_KEY = "last_delta_seq"
+# meta key: what the store knows of the last changelog record it is current with (changelog.identity)
+CHANGELOG_KEY = "changelog_offset"
+
 _LEDGER = b"L"
 _EXPIRY = b"T"
 _OFFSET = b"O"
@@ -319,7 +324,7 @@ class LedgerStore(OutboxStore):
         meta = dict(meta or {})
         if outbox:
             # the highest number ever handed out survives the outbox records' deletion after sending
-            meta["last_seq"] = max(r.seq for r in outbox)
+            meta["last_seq"] = max(int(meta.get("last_seq", 0)), max(r.seq for r in outbox))
         for k, v in meta.items():
             batch.put(_META + k.encode(), json_text(v).encode())
         size = len(ledger or ()) + len(outbox or ())

@@ -116,6 +116,14 @@ class WorkerMetrics:
             ["stage"],
             registry=r,
         )
+        self.standby_partitions = Gauge(
+            "tracelearn_standby_partitions", "Stage-1 partitions this worker keeps a warm copy of", registry=r
+        )
+        self.standby_records = Counter(
+            "tracelearn_standby_records",
+            "Changelog records read into warm copies of partitions other workers own",
+            registry=r,
+        )
         for stage in ("stage1", "stage2"):  # the series exist from the start, at zero
             self.restored.labels(stage)
             self.restoring.labels(stage)

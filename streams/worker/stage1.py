@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -39,11 +39,12 @@ from streams.worker.changelog import (
 )
 from streams.worker.changelog_io import ChangelogIO, RestoreProgress
 from streams.worker.deltas import SftAdd, SftOp, SftRemove
-from streams.worker.ledger_store import LedgerStore, import_sqlite_store
+from streams.worker.ledger_store import CHANGELOG_KEY, LAST_DELTA_KEY, LedgerStore, import_sqlite_store
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.outbox_store import PREV_HEADER
 from streams.worker.records import Consumed, OutRecord, Sender, dead_letter
 from streams.worker.trace_decoder import FastFeedback, decode_feedback, decode_trace
+from streams.worker.warm_copy import STANDBY_KEY, ChangelogGap, WarmCopy
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +96,8 @@ _encode = deltas.encode
 # room for a delta record's key, headers and batch framing within the producer's request limit
 _RECORD_FRAMING = 4096
 
-# meta key: the outbox number of the last delta record, so that the chain of tl-prev links survives a restart
-LAST_DELTA_KEY = "last_delta_seq"
-# meta key: the changelog offset of the last record this store wrote (or of its takeover)
-CHANGELOG_KEY = "changelog_offset"
+# changelog records folded into a warm copy at a time, at a takeover
+CATCH_UP_CHUNK = 5000
 
 # tuple.__new__ builds a named tuple without its Python-level __new__ (once per trace)
 _new_arrival = _new_entry = tuple.__new__
@@ -167,6 +166,8 @@ class Stage1:
         self._last_expiry = 0.0
         self._last_delta: dict[int, int] = {}
         self.local: LocalHandoff | None = None
+        # awaited before a partition's store is opened here (a standby replica closes its warm copy)
+        self.before_open: Callable[[int], Awaitable[None]] | None = None
 
     def db_path(self, partition: int) -> Path:
         return self.settings.state_dir / "stage1" / f"p{partition}.rocks"
@@ -178,6 +179,8 @@ class Stage1:
     async def _db(self, partition: int) -> LedgerStore:
         db = self._dbs.get(partition)
         if db is None:
+            if self.before_open is not None:
+                await self.before_open(partition)
             db = await LedgerStore(self.db_path(partition)).open()
             if self.sqlite_path(partition).exists():
                 await import_sqlite_store(self.sqlite_path(partition), db)
@@ -323,14 +326,17 @@ class Stage1:
         [mark] = await changelog.write([takeover_record(topic, partition, epoch)])
         local = await db.get_meta(CHANGELOG_KEY)
         last = identity("t", epoch)
+        copy = await WarmCopy.of(db)
         if mark == 0:
             # nothing before the takeover: the local store, if anything, is all the state there is
             if await db.has_ledger():
                 last = await self._snapshot(partition, db, changelog, epoch)
-        elif local is None or identity_of(await changelog.read_at(partition, mark - 1)) != local:
-            # the record before the takeover is not the last one this store wrote: another worker wrote
-            # since, or this store's last commit or write did not finish
-            db, newest = await self._restore(partition, db, changelog, mark)
+        elif copy is not None or local is None or identity_of(await changelog.read_at(partition, mark - 1)) != local:
+            # a standby's warm copy, or a store that is not current: the record before the takeover is not
+            # the last one this store wrote (another worker wrote since, or its last write did not finish)
+            newest = await self._catch_up(partition, copy, changelog, mark) if copy is not None else None
+            if newest is None:
+                db, newest = await self._restore(partition, db, changelog, mark)
             if newest >= epoch:
                 # the previous owner's clock was ahead of this one's: take over again, above its epoch
                 log.warning("stage 1 partition %d: epoch %d not above %d: clocks disagree", partition, epoch, newest)
@@ -341,10 +347,42 @@ class Stage1:
         self._epoch[partition] = epoch
         # what the outbox still holds goes out under this owner's epoch: older ones are fenced from now on
         outbox = [with_epoch(r, epoch) for r in await db.pending()]
-        await db.commit(meta={CHANGELOG_KEY: last}, outbox=outbox, replace_outbox=True)
+        # the owner's store from here on, no longer a warm copy
+        await db.commit(meta={CHANGELOG_KEY: last, STANDBY_KEY: None}, outbox=outbox, replace_outbox=True)
         log.info("stage 1 partition %d: taken over at epoch %d (changelog offset %d)", partition, epoch, mark)
         self.metrics.takeovers.labels("stage1").inc()
         return db
+
+    async def _catch_up(self, partition: int, copy: WarmCopy, changelog: ChangelogIO, until: int) -> int | None:
+        """Fold the changelog's records the warm copy has not read, up to ``until`` (the takeover's offset),
+        into it; returns the newest epoch, or None when the changelog no longer holds them (then restore)."""
+        who = f"stage 1 partition {partition}"
+        with RestoreProgress(self.metrics, "stage1", who, "ledger entries into its warm copy") as progress:
+
+            async def fold(records: list[Any]) -> None:
+                rows = copy.rows
+                await copy.fold(records)
+                progress.add(copy.rows - rows)
+
+            try:
+                chunk: list[Any] = []
+                async for record in changelog.read(partition, until, start=copy.next_offset):
+                    chunk.append(record)
+                    if len(chunk) >= CATCH_UP_CHUNK:
+                        await fold(chunk)
+                        chunk = []
+                await fold(chunk)
+            except ChangelogGap as exc:
+                log.warning("%s: its warm copy cannot catch up (%s): restoring", who, exc)
+                return None
+        log.info(
+            "%s: caught its warm copy up by %d changelog records (%d ledger entries) in %.2f s",
+            who,
+            copy.records,
+            copy.rows,
+            progress.seconds,
+        )
+        return copy.epoch
 
     async def _restore(
         self, partition: int, db: LedgerStore, changelog: ChangelogIO, until: int

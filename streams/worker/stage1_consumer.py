@@ -30,6 +30,7 @@ from streams.kafka.client import client_kwargs
 from streams.settings import Settings
 from streams.worker.metrics import WorkerMetrics
 from streams.worker.stage1 import Stage1
+from streams.worker.standby import Standby, StandbyAssignor
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,13 @@ class _Revoked(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Stage1Consumer:
-    def __init__(self, settings: Settings, stage1: Stage1, metrics: WorkerMetrics) -> None:
+    def __init__(
+        self, settings: Settings, stage1: Stage1, metrics: WorkerMetrics, standby: Standby | None = None
+    ) -> None:
         self.settings = settings
         self.stage1 = stage1
         self.metrics = metrics
+        self.standby = standby
         self.lock = asyncio.Lock()
         self._consumer_: AIOKafkaConsumer | None = None
         self._starting: asyncio.Future[AIOKafkaConsumer] | None = None
@@ -72,7 +76,7 @@ class Stage1Consumer:
             group_id=f"{s.app_id}.stage1",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            partition_assignment_strategy=(RangePartitionAssignor,),
+            partition_assignment_strategy=self._assignors(),
             fetch_max_wait_ms=s.stage1_fetch_wait_ms,
             max_poll_records=s.batch_max,
             max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -81,6 +85,11 @@ class Stage1Consumer:
             rebalance_timeout_ms=int(s.rebalance_timeout * 1000),
             heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
         )
+
+    def _assignors(self) -> tuple[Any, ...]:
+        if self.standby is None:
+            return (RangePartitionAssignor,)
+        return (StandbyAssignor(self.settings.traces_topic, self.settings.standby_replicas, self.standby.want),)
 
     def begin(self) -> None:
         """Start the consumer in the background, so that its group join runs while the rest of the worker

@@ -1,7 +1,8 @@
 """A bounded randomized chaos test: three workers, each with a state directory of its own (its own host),
 while traffic, a producer's retries and late feedback flow; each round a random host is lost with its disk,
-paused past its session timeout and resumed, or joins. Afterwards the routing tables, SFT pairs and trigger
-numbers must be the batch miner's over the distinct traces. The seed is in the test's id and in every
+paused past its session timeout and resumed, or joins. Each partition has a warm copy on one other host.
+Afterwards the routing tables, SFT pairs and trigger numbers must be the batch miner's over the distinct
+traces. The seed is in the test's id and in every
 failure message: ``TEST_CHAOS_SEED=<seed>`` runs the same rounds again."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from learning.models import Trace
+from streams.kafka.topics import for_broker
 from streams.sdk import TraceProducer
 from streams.settings import Settings
 from tests.integration.harness import WorkerProcess
@@ -39,7 +41,8 @@ class Hosts:
     def join(self) -> str:
         self.made += 1
         name = f"h{self.made}"
-        own = self.settings.model_copy(update={"state_dir": self.tmp_path / name / "state"})
+        # one warm copy of each partition: a lost host's partitions go to a host with a copy or without one
+        own = self.settings.model_copy(update={"state_dir": self.tmp_path / name / "state", "standby_replicas": 1})
         self.running[name] = WorkerProcess(own, self.tmp_path / f"{name}.log").start()
         return name
 
@@ -69,6 +72,7 @@ class Hosts:
 async def test_random_losses_pauses_and_joins_change_nothing(settings: Settings, tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
     hosts = Hosts(settings, tmp_path)
+    session = (await for_broker(settings)).session_timeout_s  # the workers' own, resolved for the broker
     actions: list[str] = []
     sent: dict[str, Trace] = {}
     try:
@@ -85,7 +89,7 @@ async def test_random_losses_pauses_and_joins_change_nothing(settings: Settings,
             if action == "lose":
                 hosts.lose(name)
             elif action == "pause":
-                await hosts.pause(name, settings.session_timeout_s + 2)
+                await hosts.pause(name, session + 2)
             else:
                 name = hosts.join()
             actions.append(f"round {number}: {action} {name}")

@@ -68,13 +68,21 @@ def stop_all(hosts: dict[str, WorkerProcess]) -> None:
         worker.stop()
 
 
-async def test_a_lost_host_is_taken_over_exactly_from_the_changelog(settings: Settings, tmp_path: Path) -> None:
-    hosts = await two_hosts(settings, tmp_path)
+@pytest.mark.parametrize("standby", [0, 1], ids=["restored", "standby"])
+async def test_a_lost_host_is_taken_over_exactly_from_the_changelog(
+    settings: Settings, tmp_path: Path, standby: int
+) -> None:
+    hosts = await two_hosts(settings, tmp_path, standby_replicas=standby)
     try:
         first = fleet(400, seed=11)
         await produce(settings, first)
         view = await wait_for_tables(settings, first, hosts["a"], timeout=90)
         await view.stop()
+        if standby:
+            # each host keeps a warm copy of the other's partitions, and it has read their changelog
+            for worker in hosts.values():
+                others = sorted(set(range(settings.trace_partitions)) - set(owned(worker)[0]))
+                assert f"standby for partitions {others}" in worker.log()
 
         # the host that does not merge the deltas is lost, with its state directory
         lost = next(n for n, w in hosts.items() if owned(w)[1] is False)
@@ -99,7 +107,9 @@ async def test_a_lost_host_is_taken_over_exactly_from_the_changelog(settings: Se
         view = await wait_for_tables(settings, final, survivor, timeout=120)
         await view.stop()
         assert sorted(owned(survivor)[0]) == list(range(settings.trace_partitions))
-        assert "restored" in survivor.log()
+        # with a warm copy, the takeover read only what the copy had not (nothing was restored whole)
+        assert ("caught its warm copy up" in survivor.log()) == bool(standby)
+        assert ("restored" in survivor.log()) != bool(standby)
         numbers = await pairs_and_trigger_numbers(settings, final)
         # one trigger per threshold crossing, numbered from 1: at least as many as the final pairs make, at most
         # as many as every pair that ever qualified could (late feedback retracted some on the way)
@@ -145,13 +155,14 @@ async def test_the_host_that_merged_the_deltas_is_lost_and_its_tables_go_on(sett
         stop_all(hosts)
 
 
+@pytest.mark.parametrize("standby", [0, 1], ids=["restored", "standby"])
 async def test_a_paused_worker_whose_partitions_moved_gets_nothing_counted_twice(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, standby: int
 ) -> None:
     """A worker is paused (SIGSTOP) past its session timeout while traffic flows, its partitions move to
     the other worker, then it resumes (a zombie) with records it had fetched: the tables stay exact."""
 
-    hosts = await two_hosts(settings, tmp_path, batch_max=200)
+    hosts = await two_hosts(settings, tmp_path, batch_max=200, standby_replicas=standby)
     try:
         paused_name = next(n for n, w in hosts.items() if owned(w)[1] is False)
         paused, other = hosts[paused_name], hosts["b" if paused_name == "a" else "a"]

@@ -55,9 +55,9 @@ class MemoryChangelog:
             offsets.append(offset)
         return offsets
 
-    async def read(self, partition: int, until: int) -> AsyncIterator[Any]:
+    async def read(self, partition: int, until: int, start: int = 0) -> AsyncIterator[Any]:
         for record in self.log[partition]:
-            if record.offset < until:
+            if start <= record.offset < until:
                 yield record
 
     def compact(self) -> None:
