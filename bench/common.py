@@ -179,6 +179,16 @@ def metric(url: str, name: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def metric_sum(url: str, name: str) -> float:
+    """The sum of every series of ``name`` (all its label values), as /metrics shows them."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return float("nan")
+    return sum(float(m.group(1)) for m in re.finditer(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M))
+
+
 def histogram(url: str, name: str) -> dict[str, float]:
     """A histogram's cumulative bucket counts by upper bound (``le``), as /metrics shows them."""
     with urllib.request.urlopen(url, timeout=2) as response:

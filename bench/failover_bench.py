@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import pipeline_settings, produce
+from bench.common import metric_sum, pipeline_settings, produce
 from bench.pipeline_bench import start_worker, stop_worker
 from bench.startup_bench import STAMP
 from streams.kafka.broker import EmbeddedBroker, free_port
@@ -55,6 +55,15 @@ def last_stamp(log: str, pattern: str, after: float) -> float:
 async def counted(settings: Settings, total: int, timeout: float = 180) -> float:
     async with RoutingTableView(settings) as view:
         ok = await view.wait_for(lambda table: sum(u.sample_count for u in table.values()) >= total, timeout)
+        if not ok:
+            # which side is short: the tables the worker holds, or what the routing view read of them
+            seen = sum(u.sample_count for u in view.table.values())
+            held = metric_sum(f"http://127.0.0.1:{settings.web_port}/metrics", "tracelearn_class_samples")
+            print(
+                f"not every trace counted after {timeout:.0f} s: {total:,} sent, the routing view saw {seen:,}, "
+                f"the worker's tables (tracelearn_class_samples) hold {held:,.0f}",
+                flush=True,
+            )
     return time.time() if ok else float("nan")
 
 
@@ -84,7 +93,7 @@ def one_run(bootstrap: str, before: int, after: int, tmp: Path, run: int, standb
         proc.wait(10)
         shutil.rmtree(settings.state_dir)
         asyncio.run(produce(bootstrap, base.traces_topic, after, prefix=f"g{run}-"))
-        done = asyncio.run(counted(base, before + after)) - killed
+        done = asyncio.run(counted(hosts[survivor][0], before + after)) - killed
         log = hosts[survivor][1].read_text(errors="replace")
         return {
             "lost partitions given to the other worker (detection)": last_stamp(
