@@ -119,6 +119,13 @@ async def test_prometheus_scrapes_the_services_and_every_alert_evaluates(
                 return all(float(r["value"][1]) >= 3 for r in query(base, "count_over_time(up[1m])"))
 
             assert await wait_until(samples_for_rates, 30)
+
+            async def cycle_reported() -> bool:
+                # the trainer's first cycle (failed: no real model here) is in two scrapes, as increase() needs
+                counts = query(base, "count_over_time(tracelearn_trainer_cycles_total[1m])")
+                return any(float(r["value"][1]) >= 2 for r in counts)
+
+            assert await wait_until(cycle_reported, 60)
             # what the alerts read has series now that the worker has done that work
             for metric in [
                 "tracelearn_traces_consumed_total",
