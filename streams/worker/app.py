@@ -45,20 +45,12 @@ class TracelearnApp(faust.App):
     """A Faust app whose worker consumer uses :class:`TunedTransport`."""
 
     fetch_max_wait_ms: int = 1500
-    # begun with the app, before Faust's own consumer joins its group (the embedded broker holds each join
-    # for half the session timeout: two joins one after the other doubled the start-up time)
-    early: list[Callable[[], None]]
     # run once the app's services started, not after Faust's own group join as its tasks are: stage 1 has
-    # a group of its own, and waiting for stage 2's made its first batch wait for both joins
+    # a group of its own, and waiting for stage 2's made its join, and its first batch, wait for both
     independent: list[Callable[[], Awaitable[None]]]
 
     def _new_transport(self) -> TransportT:
         return TunedTransport(self.conf.broker_consumer, self)
-
-    async def on_start(self) -> None:
-        await super().on_start()
-        for begin in getattr(self, "early", ()):
-            begin()
 
     async def on_started(self) -> None:
         for run in getattr(self, "independent", ()):
@@ -174,7 +166,6 @@ class Pipeline:
         deltas = app.topic(settings.deltas_topic, key_type=bytes, value_type=bytes)
         stage2, metrics = self.stage2, self.metrics
         stage1_consumer = self.stage1_consumer
-        app.early = [stage1_consumer.begin]
         app.independent = [stage1_consumer.run]
         standby = self.standby
         if standby is not None:

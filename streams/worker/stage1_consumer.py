@@ -61,7 +61,6 @@ class Stage1Consumer:
         self.standby = standby
         self.lock = asyncio.Lock()
         self._consumer_: AIOKafkaConsumer | None = None
-        self._starting: asyncio.Future[AIOKafkaConsumer] | None = None
         # next offsets of the batch in flight: committed to Kafka once Stage1 has it durable
         self._in_flight: dict[TopicPartition, int] = {}
         self._committing: asyncio.Task[None] | None = None  # the last offset commit, if not awaited
@@ -91,12 +90,6 @@ class Stage1Consumer:
             return (RangePartitionAssignor,)
         return (StandbyAssignor(self.settings.traces_topic, self.settings.standby_replicas, self.standby.want),)
 
-    def begin(self) -> None:
-        """Start the consumer in the background, so that its group join runs while the rest of the worker
-        starts (the embedded broker holds each join for half the session timeout)."""
-        if self._starting is None:
-            self._starting = asyncio.ensure_future(self._start_consumer())
-
     async def _start_consumer(self) -> AIOKafkaConsumer:
         consumer = self._consumer_ = self._consumer()
         consumer.subscribe([self.settings.traces_topic, self.settings.feedback_topic], listener=_Revoked(self))
@@ -104,9 +97,7 @@ class Stage1Consumer:
         return consumer
 
     async def run(self) -> None:
-        self.begin()
-        assert self._starting is not None
-        consumer = await self._starting
+        consumer = await self._start_consumer()
         self._running = True
         try:
             while not self._stopping.is_set():
