@@ -1,14 +1,16 @@
 """Stage 1's ledger store alone, as it fills: RocksDB (the worker's) against the SQLite store it replaced.
 
-    .venv/bin/python bench/ledger_store.py [--rows 20000000] [--batch 4000] [--stores sqlite,rocksdb]
+    .venv/bin/python bench/ledger_store.py [--rows 20000000] [--batch 4000] [--stores sqlite,rocksdb,rocksdb-inline]
 
 Per batch, what stage 1 does to its ledger: look up every id of the batch (a tenth are ids already stored,
 as late feedback and re-deliveries bring; the rest are new random 16-hex ids), then write every row of the
 batch in one transaction. SQLite is the earlier store (``PartitionDB``: the column table with its
 unique trace-id index, WAL, multi-row statements), now stage 2's; RocksDB is stage 1's store
 (``LedgerStore``: msgpack rows under the id, an expiry index, one WriteBatch a commit, WAL on, no fsync, as
-SQLite's ``synchronous=NORMAL``). Prints, per tenth of ``--rows``, the rate of rows a second over that tenth, with
-the process's CPU seconds and RSS, so that a store whose cost grows with its size shows it.
+SQLite's ``synchronous=NORMAL``); ``rocksdb-inline`` is that store with the layout it had before its values
+moved to blob files (rows in the tree, whole-file filters and indexes). Prints, per tenth of ``--rows``, the
+rate of rows a second over that tenth, with the process's CPU seconds and RSS, so that a store whose cost
+grows with its size shows it.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rocksdict import BlockBasedOptions, Options
+
 from learning.state.contribution import Contribution
 from learning.state.ledger import LedgerEntry
-from streams.worker import ledger_rows
+from streams.worker import ledger_rows, ledger_store
 from streams.worker.ledger_store import LedgerStore
 from streams.worker.state_store import PartitionDB
 
@@ -35,6 +39,7 @@ from streams.worker.state_store import PartitionDB
 # compresses its blocks gains no more than it would on real traces (one repeated text would compress away).
 _rng = random.Random(3)
 _VOCABULARY = ["".join(_rng.choices(string.ascii_lowercase, k=_rng.randint(2, 9))) for _ in range(3000)]
+stock_options = ledger_store._options
 TEXTS = [" ".join(_rng.choices(_VOCABULARY, k=_rng.randint(15, 60))) for _ in range(20_000)]
 
 
@@ -92,6 +97,33 @@ class RocksLedger:
         await self.db.close()
 
 
+def inline_options() -> Options:
+    """The store's options as they were before its values moved to blob files: rows in the tree, and one
+    filter and one index block a file."""
+    options = stock_options()
+    options.set_enable_blob_files(False)
+    table = BlockBasedOptions()
+    table.set_bloom_filter(10, False)
+    table.set_block_cache(ledger_store._block_cache())
+    table.set_cache_index_and_filter_blocks(True)
+    table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    options.set_block_based_table_factory(table)
+    return options
+
+
+class InlineRocksLedger(RocksLedger):
+    """``LedgerStore`` with :func:`inline_options`, for the comparison that decided the layout."""
+
+    name = "rocksdb-inline"
+
+    async def open(self) -> None:
+        ledger_store._options = inline_options
+        try:
+            await self.db.open()
+        finally:
+            ledger_store._options = stock_options
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -136,7 +168,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4000)
     parser.add_argument("--stores", default="sqlite,rocksdb")
     args = parser.parse_args()
-    makers = {"sqlite": SqliteLedger, "rocksdb": RocksLedger}
+    makers = {"sqlite": SqliteLedger, "rocksdb": RocksLedger, "rocksdb-inline": InlineRocksLedger}
     results = {name: asyncio.run(run(makers[name], args.rows, args.batch)) for name in args.stores.split(",")}
     names = list(results)
     print(f"\n| rows in the store | {' | '.join(f'{n}: rows/s (CPU s, RSS MiB)' for n in names)} |")

@@ -10,7 +10,8 @@ Why RocksDB and not SQLite (docs/decisions.md): trace ids are random, and a B-tr
 pages all over the tree with every commit, so SQLite's insert rate fell by more than half as a partition's
 ledger grew to the 20,000,000 entries of a 7-day window. An LSM tree writes sorted runs and merges them in
 the background; with a Bloom filter per file a lookup of a new trace id (most lookups) rarely reads a
-block. Measured with ``bench/ledger_store.py``.
+block. The rows themselves live in blob files, so that the merges move keys and not texts, and the filters
+are cut into small partitions that a bounded cache can hold. Measured with ``bench/ledger_store.py``.
 
 Keys (raw bytes) start with one letter naming what they hold:
 
@@ -45,9 +46,11 @@ from typing import Any, cast
 import msgspec
 from rocksdict import (
     AccessType,
+    BlockBasedIndexType,
     BlockBasedOptions,
     Cache,
     DBCompactionStyle,
+    DBCompressionType,
     Options,
     Rdict,
     WriteBatch,
@@ -94,6 +97,10 @@ BLOCK_CACHE_BYTES = 64 << 20
 WRITE_BUFFER_BYTES = 32 << 20
 # every store's memtables together, whatever the number of partitions: past it the largest is flushed
 MEMTABLES_BYTES = 64 << 20
+# a value at least this long goes to a blob file; shorter ones (offsets, meta, small outbox records)
+# stay in the tree
+MIN_BLOB_BYTES = 128
+METADATA_BLOCK_BYTES = 4096
 _cache: Cache | None = None
 _memtables: WriteBufferManager | None = None
 
@@ -124,6 +131,12 @@ def _options() -> Options:
     table.set_block_cache(_block_cache())
     table.set_cache_index_and_filter_blocks(True)
     table.set_pin_l0_filter_and_index_blocks_in_cache(True)
+    # Filters and indexes cut into 4 KiB partitions: a whole file's filter is one block otherwise, megabytes
+    # that did not fit the cache's shards at 20,000,000 entries and were read again for every batch.
+    table.set_partition_filters(True)
+    table.set_index_type(BlockBasedIndexType.two_level_index_search())
+    table.set_metadata_block_size(METADATA_BLOCK_BYTES)
+    table.set_pin_top_level_index_and_filter(True)
     options.set_block_based_table_factory(table)
     # the memtable's own filter: a lookup of a new id skips the skip-list search (2.0 to 0.8 us a key)
     options.set_memtable_whole_key_filtering(True)
@@ -131,6 +144,14 @@ def _options() -> Options:
     # Universal compaction rewrites each entry fewer times than levelled compaction (keys are random, so
     # every merge touches every file of a level); it costs more disk space in between.
     options.set_compaction_style(DBCompactionStyle.universal())
+    # Values (ledger rows of about a kilobyte, outbox records) live in blob files and the tree holds the
+    # keys: compactions then move keys, not texts, and at 20,000,000 entries read 60 MiB where they read
+    # 2 GiB for 500,000 new entries (docs/decisions.md). Entries expire oldest first, so whole blob files
+    # fall out of use; the collection rewrites what is still live in the oldest quarter.
+    options.set_enable_blob_files(True)
+    options.set_min_blob_size(MIN_BLOB_BYTES)
+    options.set_blob_compression_type(DBCompressionType.lz4())
+    options.set_enable_blob_gc(True)
     options.set_write_buffer_size(WRITE_BUFFER_BYTES)
     options.set_write_buffer_manager(_memtable_budget())
     options.set_max_background_jobs(2)

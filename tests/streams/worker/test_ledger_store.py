@@ -213,18 +213,58 @@ async def test_has_ledger(tmp_path, rows):
     await store.close()
 
 
-async def test_a_reopened_store_keeps_its_bloom_filter(tmp_path):
+def _options_in_force(path: Path) -> dict[str, list[str]]:
+    newest = max(path.glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1]))
+    found: dict[str, list[str]] = {}
+    for line in newest.read_text().splitlines():
+        name, sep, value = line.strip().partition("=")
+        if sep:
+            found.setdefault(name, []).append(value)
+    return found
+
+
+async def test_a_reopened_store_keeps_its_bloom_filter_partitions_and_blob_files(tmp_path):
     """rocksdict reopened a store with the default family's options read back from its OPTIONS file, which
     lack the Bloom filter: every lookup of a new trace id then searched every file (13 us a key at 2,000,000
-    entries, against 1). The options in force after a reopen must name the filter."""
+    entries, against 1). The options in force after a reopen must name the filter, its partitions and the
+    blob files, each of which the 20,000,000-entry drain depends on."""
     path = tmp_path / "p0.rocks"
     for _ in range(2):
         store = await LedgerStore(path).open()
         await store.commit(ledger=[to_row("a", traced("a"), 1.0)])
         await store.close()
-    newest = max(path.glob("OPTIONS-*"), key=lambda p: int(p.name.split("-")[1]))
-    policies = [line.strip() for line in newest.read_text().splitlines() if line.strip().startswith("filter_policy=")]
-    assert policies and all(p.startswith("filter_policy=bloomfilter") for p in policies), policies
+    options = _options_in_force(path)
+    policies = options["filter_policy"]
+    assert policies and all(p.startswith("bloomfilter") for p in policies), policies
+    assert set(options["partition_filters"]) == {"true"}
+    assert set(options["index_type"]) == {"kTwoLevelIndexSearch"}
+    assert set(options["enable_blob_files"]) == {"true"}
+    assert set(options["enable_blob_garbage_collection"]) == {"true"}
+
+
+async def test_ledger_rows_live_in_blob_files_and_read_back_after_a_reopen(tmp_path):
+    """The tree holds keys and the rows sit in blob files, so that a compaction moves keys only. A small
+    value (the offsets) stays in the tree."""
+    path = tmp_path / "p0.rocks"
+    store = await LedgerStore(path).open()
+    entries = {
+        f"t{i}": LedgerEntry(contribution_of(make_trace(f"t{i}")), f"query {i} " * 30, "a result " * 30)
+        for i in range(200)
+    }
+    ledger = [to_row(tid, e, 5.0) for tid, e in entries.items()]
+    assert all(len(ledger_store._encode(row)) >= ledger_store.MIN_BLOB_BYTES for row in ledger)
+    await store.commit(ledger=ledger, offsets={("traces", 0): 200})
+    store.db.flush()
+    tree = sum(f["size"] for f in store.db.live_files())
+    blobs = sum(f.stat().st_size for f in path.glob("*.blob"))
+    assert blobs > 4 * tree, (blobs, tree)
+    await store.close()
+
+    again = await LedgerStore(path).open()
+    assert await again.ledger_entries(entries) == entries
+    assert repr(await again.ledger_rows()) == repr(sorted(ledger))
+    assert await again.offsets() == {("traces", 0): 200}
+    await again.close()
 
 
 async def test_acknowledged_outbox_records_are_deleted_one_by_one(tmp_path):
