@@ -145,9 +145,9 @@ def _options() -> Options:
     # every merge touches every file of a level); it costs more disk space in between.
     options.set_compaction_style(DBCompactionStyle.universal())
     # Values (ledger rows of about a kilobyte, outbox records) live in blob files and the tree holds the
-    # keys: compactions then move keys, not texts, and at 20,000,000 entries read 60 MiB where they read
-    # 2 GiB for 500,000 new entries (docs/decisions.md). Entries expire oldest first, so whole blob files
-    # fall out of use; the collection rewrites what is still live in the oldest quarter.
+    # keys: compactions then move keys, not texts, and at 20,000,000 entries read 60-190 MiB where they read
+    # 1.5-2.8 GiB for 500,000 new entries (docs/decisions.md). Entries expire oldest first, so whole blob
+    # files fall out of use; the collection rewrites what is still live in the oldest quarter.
     options.set_enable_blob_files(True)
     options.set_min_blob_size(MIN_BLOB_BYTES)
     options.set_blob_compression_type(DBCompressionType.lz4())

@@ -243,8 +243,8 @@ async def test_a_reopened_store_keeps_its_bloom_filter_partitions_and_blob_files
 
 
 async def test_ledger_rows_live_in_blob_files_and_read_back_after_a_reopen(tmp_path):
-    """The tree holds keys and the rows sit in blob files, so that a compaction moves keys only. A small
-    value (the offsets) stays in the tree."""
+    """The tree holds keys and the rows sit in blob files, so that a compaction moves keys only; rows and
+    offsets read back whole after a reopen."""
     path = tmp_path / "p0.rocks"
     store = await LedgerStore(path).open()
     entries = {
