@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         ge=0,
         description="other workers that keep a warm copy of each stage-1 partition, for a quick takeover",
     )
+    heap_trim_interval: float = Field(
+        default=3.0,
+        ge=0,
+        description="seconds between returns of freed heap memory to the system (glibc malloc_trim); 0 = never",
+    )
     local_stage2: bool = Field(
         default=True, description="stage 2 also takes its own process's deltas without the broker's round trip"
     )

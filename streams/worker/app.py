@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, cast
@@ -17,6 +18,7 @@ from streams.kafka.client import ssl_context
 from streams.kafka.faust_transport import TunedTransport
 from streams.settings import Settings
 from streams.worker.changelog_io import ChangelogIO
+from streams.worker.heap_trim import release_free_heap_every
 from streams.worker.metrics import CONTENT_TYPE, WorkerMetrics
 from streams.worker.records import InRecord, OutRecord
 from streams.worker.stage1 import Stage1
@@ -170,6 +172,8 @@ class Pipeline:
         standby = self.standby
         if standby is not None:
             app.independent.append(standby.run)
+        if settings.heap_trim_interval:
+            app.independent.append(functools.partial(release_free_heap_every, settings.heap_trim_interval))
 
         @app.agent(deltas, name="tracelearn.stage2")
         async def stage2_agent(stream: faust.StreamT[bytes]) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import faust
 import pytest
 
 from streams.settings import Settings
 from streams.worker.app import NoTablesManager, Pipeline
+from streams.worker.heap_trim import release_free_heap_every
 
 
 @pytest.fixture
@@ -18,7 +20,7 @@ def pipeline(tmp_path) -> Pipeline:
 
 async def test_stage_1_runs_while_fausts_group_has_not_joined(pipeline, monkeypatch):
     app = pipeline.app
-    assert app.independent == [pipeline.stage1_consumer.run]
+    assert app.independent[0] == pipeline.stage1_consumer.run
     ran = asyncio.Event()
 
     async def stage1() -> None:
@@ -37,6 +39,13 @@ async def test_stage_1_runs_while_fausts_group_has_not_joined(pipeline, monkeypa
         assert not started.done()
     finally:
         started.cancel()
+
+
+@pytest.mark.parametrize(("interval", "loops"), [(10.0, [(release_free_heap_every, (10.0,))]), (0.0, [])])
+def test_the_heap_trim_starts_with_the_app_unless_its_interval_is_zero(tmp_path, interval, loops):
+    settings = Settings(bootstrap_servers="127.0.0.1:1", state_dir=tmp_path, web_port=0, heap_trim_interval=interval)
+    independent = Pipeline(settings).app.independent
+    assert [(f.func, f.args) for f in independent if isinstance(f, functools.partial)] == loops
 
 
 async def test_the_table_manager_does_not_wait_for_late_tables(pipeline, monkeypatch):
