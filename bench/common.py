@@ -210,10 +210,11 @@ def bucket_quantile(before: dict[str, float], after: dict[str, float], q: float)
     return "no observations"
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory in MiB; ``field="VmHWM"`` gives its peak."""
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return 0.0
 

@@ -37,14 +37,6 @@ class Result:
     rate: float
 
 
-def peak_rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def one_worker(bootstrap: str, tmp: Path, run: int, interval: float, traces: int, settle: float) -> Result:
     settings = pipeline_settings(
         bootstrap,
@@ -72,7 +64,7 @@ def one_worker(bootstrap: str, tmp: Path, run: int, interval: float, traces: int
             time.sleep(0.1)
         rate = (traces - first_n) / (time.perf_counter() - first_t)
         time.sleep(settle)
-        result = Result(rss, rss_mib(worker.pid), peak_rss_mib(worker.pid), rate)
+        result = Result(rss, rss_mib(worker.pid), rss_mib(worker.pid, "VmHWM"), rate)
     except Exception:
         print(f"--- worker log (last lines) ---\n{log.read_text(errors='replace')[-4000:]}", flush=True)
         raise
